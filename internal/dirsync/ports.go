@@ -1,0 +1,164 @@
+package dirsync
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// This file holds the small interfaces the engine needs from the outside world.
+// Each is implemented by one adapter package named for the system it talks to
+// (internal/table, internal/blob, internal/servicebus, internal/graph), and by
+// in-memory fakes in internal/dirsync/dirsynctest for unit tests.
+
+// Entity is one row of a table. Property values are limited to the types Azure
+// Table Storage can hold losslessly: string, bool, int64, float64 and time.Time
+// (UTC). Keys must satisfy ValidKey.
+type Entity struct {
+	PartitionKey string
+	RowKey       string
+	// ETag is set by every read and write. A non-empty ETag on Replace, Delete
+	// or a conditional batch operation makes the write succeed only if the row
+	// still has that ETag.
+	ETag  string
+	Props map[string]any
+}
+
+// Str returns the string property name, or "".
+func (e Entity) Str(name string) string { s, _ := e.Props[name].(string); return s }
+
+// Int returns the int64 property name, or 0.
+func (e Entity) Int(name string) int64 {
+	switch v := e.Props[name].(type) {
+	case int64:
+		return v
+	case int32:
+		return int64(v)
+	case int:
+		return int64(v)
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+// Bool returns the bool property name, or false.
+func (e Entity) Bool(name string) bool { b, _ := e.Props[name].(bool); return b }
+
+// Time returns the time property name, or the zero time.
+func (e Entity) Time(name string) time.Time { t, _ := e.Props[name].(time.Time); return t }
+
+// BatchKind says what a batch operation does.
+type BatchKind int
+
+const (
+	BatchInsert  BatchKind = iota // fails the batch if the row exists
+	BatchUpsert                   // insert or replace, unconditionally
+	BatchReplace                  // replace; conditional on Entity.ETag when set
+	BatchDelete                   // delete; conditional on Entity.ETag when set
+)
+
+// BatchOp is one operation of a Store.Batch.
+type BatchOp struct {
+	Kind   BatchKind
+	Entity Entity
+}
+
+// MaxBatch is the most operations one Store.Batch may carry (Azure's limit).
+const MaxBatch = 100
+
+// Query selects rows of one table. Zero fields do not filter.
+type Query struct {
+	PartitionKey string // exact partition; "" = every partition (a scan: avoid on hot paths)
+	RowKeyPrefix string // rows whose key starts with this
+	RowKeyFrom   string // rows whose key is >= this
+	RowKeyBefore string // rows whose key is < this
+	// Top caps the rows returned in one page (1..1000, 0 = 1000).
+	Top int
+	// Continuation resumes a previous query; it is the opaque value of
+	// EntityPage.Continuation and must be passed back unchanged.
+	Continuation string
+}
+
+// EntityPage is one page of query results in key order.
+type EntityPage struct {
+	Entities []Entity
+	// Continuation is "" when there are no more rows.
+	Continuation string
+}
+
+// Store is a set of tables of entities (Azure Table Storage). Table names are
+// logical ("users", "runs", ...): the adapter maps them to real tables and
+// creates a missing table on first use.
+//
+// Error contract, for every method: ENOTFOUND when the row is missing (Get,
+// conditional Replace), ECONFLICT when Insert finds the row present,
+// EPRECONDITION when a conditional write finds another ETag, EINVALID for keys
+// or values the store cannot hold (forbidden key characters, oversize
+// properties, a malformed continuation token), ETHROTTLED / EUNAVAILABLE for
+// transient failures that a later retry may cure, and an EINTERNAL-coded error
+// wrapping the operation name for anything else.
+type Store interface {
+	// Get reads one row.
+	Get(ctx context.Context, table, pk, rk string) (Entity, error)
+	// Insert creates a row that must not exist; it returns the stored ETag.
+	Insert(ctx context.Context, table string, e Entity) (etag string, err error)
+	// Upsert creates or replaces a row unconditionally.
+	Upsert(ctx context.Context, table string, e Entity) (etag string, err error)
+	// Replace overwrites a row. With e.ETag set it is conditional (EPRECONDITION
+	// on mismatch, ENOTFOUND if the row is gone); with e.ETag empty it behaves
+	// as Upsert.
+	Replace(ctx context.Context, table string, e Entity) (etag string, err error)
+	// Delete removes a row. A missing row is not an error (deletes are
+	// idempotent); a non-empty etag makes it conditional (EPRECONDITION).
+	Delete(ctx context.Context, table, pk, rk, etag string) error
+	// Batch applies up to MaxBatch operations on rows of ONE partition
+	// atomically: all or none. A failing operation fails the whole batch with
+	// that operation's code (ECONFLICT, EPRECONDITION, ...).
+	Batch(ctx context.Context, table string, ops []BatchOp) error
+	// Query returns one page of matching rows, in key order.
+	Query(ctx context.Context, table string, q Query) (EntityPage, error)
+	// Ping checks that the store is reachable and the credentials work.
+	Ping(ctx context.Context) error
+}
+
+// LogStore holds run logs as append-only objects (Azure append blobs), named
+// like "2026/11/23/<run id>.jsonl" inside the configured container.
+//
+// Error contract: ENOTFOUND for a missing log, EINVALID for a bad name or an
+// oversize append, ETHROTTLED / EUNAVAILABLE for transient failures, EINTERNAL
+// wrapping the operation otherwise.
+type LogStore interface {
+	// CreateLog creates an empty log; an existing log is left as it is (nil).
+	CreateLog(ctx context.Context, name string) error
+	// AppendLog appends data to the log. Any size is accepted; the adapter
+	// splits it into blocks as the service requires.
+	AppendLog(ctx context.Context, name string, data []byte) error
+	// OpenLog streams the log; the caller closes the reader.
+	OpenLog(ctx context.Context, name string) (io.ReadCloser, error)
+	// LogURL returns a read-only URL valid for ttl (a SAS link) for people who
+	// prefer Storage Explorer. EINVALID when the credentials cannot sign one.
+	LogURL(ctx context.Context, name string, ttl time.Duration) (string, error)
+	// Ping checks that the store is reachable and the credentials work.
+	Ping(ctx context.Context) error
+}
+
+// Message is one queue message.
+type Message struct {
+	// ID is the message id; the queue drops a second message with the same id
+	// sent within its duplicate-detection window.
+	ID   string
+	Body []byte
+	// NotBefore schedules the message: it is not delivered before this time.
+	// The zero time means now.
+	NotBefore time.Time
+}
+
+// Queue sends work items to the "sync-work" queue (Azure Service Bus, or the
+// local host's in-process queue).
+//
+// Error contract: EINVALID for an oversize message, ETHROTTLED / EUNAVAILABLE
+// for transient failures, EINTERNAL wrapping the operation otherwise.
+type Queue interface {
+	Send(ctx context.Context, m Message) error
+}

@@ -1,0 +1,111 @@
+package dirsync
+
+import "context"
+
+// Removal reasons Graph gives in "@removed" for users and group members.
+const (
+	RemovedChanged = "changed" // soft-deleted: restorable for 30 days
+	RemovedDeleted = "deleted" // hard-deleted
+)
+
+// DeltaRequest asks for one page of /users/delta.
+type DeltaRequest struct {
+	// Link is a stored @odata.nextLink or @odata.deltaLink, used verbatim.
+	// Empty starts a fresh full enumeration.
+	Link string
+	// Select lists the Graph user attributes to ask for ($select) when Link is
+	// empty; the links Graph returns carry their own selection.
+	Select []string
+	// PageSize asks for at most this many users per page (Prefer:
+	// odata.maxpagesize). Zero leaves it to Graph.
+	PageSize int
+}
+
+// SourceUser is a user as Graph returned it.
+type SourceUser struct {
+	ID string
+	// Attributes holds every attribute Graph returned, by its Graph name.
+	// A property Graph omitted is absent, never "". Multi-valued attributes
+	// (businessPhones, otherMails...) are joined with "; ". "manager" holds the
+	// manager's object id.
+	Attributes map[string]string
+	// Removed is "" for a present user, RemovedChanged or RemovedDeleted.
+	Removed string
+}
+
+// UserPage is one page of a users delta round. Exactly one of NextLink and
+// DeltaLink is set: NextLink while the round goes on, DeltaLink at its end.
+type UserPage struct {
+	Users     []SourceUser
+	NextLink  string
+	DeltaLink string
+}
+
+// GroupDeltaRequest asks for one page of /groups/delta with members.
+type GroupDeltaRequest struct {
+	// Link is a link returned by a previous GroupsDelta call (possibly an
+	// adapter-made composite link); empty starts a fresh round.
+	Link string
+	// GroupIDs limits the round to these groups when Link is empty. Any number
+	// is accepted: the adapter splits them into filters of at most 50 ids.
+	// Empty means every group.
+	GroupIDs []string
+}
+
+// SourceGroup is a group as a groups delta page returned it.
+type SourceGroup struct {
+	ID          string
+	DisplayName string
+	Removed     string
+	// MembersAdded and MembersRemoved are the member object ids reported in
+	// members@delta (in the first round every member is "added").
+	MembersAdded   []string
+	MembersRemoved []string
+}
+
+// GroupPage is one page of a groups delta round; links as in UserPage.
+type GroupPage struct {
+	Groups    []SourceGroup
+	NextLink  string
+	DeltaLink string
+}
+
+// MemberPage is one page of a group's transitive user members.
+type MemberPage struct {
+	UserIDs  []string
+	NextLink string // "" on the last page
+}
+
+// PhotoInfo describes a user's photo. ETag changes when the photo does.
+type PhotoInfo struct {
+	ETag        string
+	ContentType string
+	Width       int
+	Height      int
+}
+
+// Source reads users and groups from Microsoft Graph. It never writes.
+//
+// Error contract, for every method: ETOKENEXPIRED when a stored link is no
+// longer valid (400 syncStateNotFound, resyncRequired, 410 Gone, in any form);
+// ETHROTTLED with RetryAfter when Graph asked us to wait longer than the
+// adapter is willing to wait in-call; EUNAVAILABLE for transient failures that
+// remained after the adapter's bounded in-call retries; EFORBIDDEN naming the
+// missing Graph permission and how to grant it; EUNAUTHORIZED when the
+// credentials are rejected; ENOTFOUND for a missing user, group or photo;
+// EINVALID for a malformed answer or request (the message says which).
+type Source interface {
+	// UsersDelta fetches exactly one page of users.
+	UsersDelta(ctx context.Context, req DeltaRequest) (UserPage, error)
+	// GroupsDelta fetches exactly one page of groups with member changes.
+	GroupsDelta(ctx context.Context, req GroupDeltaRequest) (GroupPage, error)
+	// GroupTransitiveMembers fetches one page of a group's user members,
+	// nested groups expanded. link "" starts at the first page.
+	GroupTransitiveMembers(ctx context.Context, groupID, link string) (MemberPage, error)
+	// User fetches one user with the given attributes.
+	User(ctx context.Context, id string, selectAttrs []string) (SourceUser, error)
+	// UserPhoto returns the photo's metadata (ENOTFOUND when there is none).
+	UserPhoto(ctx context.Context, id string) (PhotoInfo, error)
+	// UserPhotoData returns the photo's bytes (ENOTFOUND when there is none).
+	UserPhotoData(ctx context.Context, id string) ([]byte, error)
+}
