@@ -1,0 +1,125 @@
+package dirsync
+
+import (
+	"context"
+	"fmt"
+)
+
+// Email claims make duplicate detection atomic across concurrent workers:
+// the first user to insert the claim row owns the email; others become
+// duplicates and wait in "waiter" rows of the same partition until the
+// owner lets go.
+
+func claimKey(email string) string          { return "c|" + EscapeKey(email) }
+func waiterKey(email, userID string) string { return "w|" + EscapeKey(email) + "|" + userID }
+
+// claimEmail returns the owner of email after trying to claim it for userID.
+// A claim whose owner no longer holds the email (deleted, changed, skipped)
+// is stale and taken over.
+//
+// A claim made earlier in the same run is always honoured, even when its
+// owner's row is not written yet (pages write users in one batch at their
+// end, after claiming).
+func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) (string, error) {
+	pk, rk := Bucket(email), claimKey(email)
+	props := map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
+	for range 5 {
+		_, err := e.Store.Insert(ctx, TableEmails, Entity{PartitionKey: pk, RowKey: rk, Props: props})
+		if err == nil {
+			return userID, nil
+		}
+		if !IsCode(err, ECONFLICT) {
+			return "", fmt.Errorf("claim email: %w", err)
+		}
+		claim, err := e.Store.Get(ctx, TableEmails, pk, rk)
+		if IsCode(err, ENOTFOUND) {
+			continue // released meanwhile: try again
+		}
+		if err != nil {
+			return "", fmt.Errorf("claim email: %w", err)
+		}
+		owner := claim.Str("owner")
+		if owner == userID {
+			return userID, nil
+		}
+		if claim.Int("runSeq") == run.Seq {
+			return owner, nil
+		}
+		holds, err := e.holdsEmail(ctx, owner, email)
+		if err != nil {
+			return "", err
+		}
+		if holds {
+			return owner, nil
+		}
+		claim.Props = props
+		if _, err := e.Store.Replace(ctx, TableEmails, claim); err == nil {
+			return userID, nil
+		} else if !IsCode(err, EPRECONDITION) && !IsCode(err, ENOTFOUND) {
+			return "", fmt.Errorf("claim email: %w", err)
+		}
+	}
+	return "", Errorf(EUNAVAILABLE, "could not claim an email: too much contention")
+}
+
+func (e *Engine) holdsEmail(ctx context.Context, userID, email string) (bool, error) {
+	ent, err := e.Store.Get(ctx, TableUsers, Bucket(userID), userID)
+	if IsCode(err, ENOTFOUND) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check email owner: %w", err)
+	}
+	return ent.Str("status") == StatusActive && ent.Str("email") == email, nil
+}
+
+// releaseEmail gives up userID's claim on email. If users wait for it as
+// duplicates, the first that still has that email is promoted to active.
+func (e *Engine) releaseEmail(ctx context.Context, run Run, email, userID string, lb *logBuffer) error {
+	pk := Bucket(email)
+	claim, err := e.Store.Get(ctx, TableEmails, pk, claimKey(email))
+	if IsCode(err, ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release email: %w", err)
+	}
+	if claim.Str("owner") != userID {
+		return nil
+	}
+	waiters, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: pk, RowKeyPrefix: "w|" + EscapeKey(email) + "|", Top: 20})
+	if err != nil {
+		return fmt.Errorf("release email: %w", err)
+	}
+	for _, wr := range waiters.Entities {
+		wid := wr.Str("user")
+		ent, err := e.Store.Get(ctx, TableUsers, Bucket(wid), wid)
+		if err != nil && !IsCode(err, ENOTFOUND) {
+			return fmt.Errorf("release email: %w", err)
+		}
+		if err != nil || ent.Str("status") != StatusDuplicate || ent.Str("email") != email {
+			e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
+			continue
+		}
+		claim.Props = map[string]any{"owner": wid, "email": email, "runSeq": run.Seq}
+		if _, err := e.Store.Replace(ctx, TableEmails, claim); err != nil {
+			if IsCode(err, EPRECONDITION) {
+				return nil // someone else changed the claim: they handle it
+			}
+			return fmt.Errorf("release email: %w", err)
+		}
+		u := userFromEntity(ent)
+		u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+		if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
+			return fmt.Errorf("promote duplicate %s: %w", wid, err)
+		}
+		e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
+		lb.add(LogEvent{Event: EvDuplicateResolved, UserID: wid, UPN: u.UPN,
+			Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", email, userID)})
+		return nil
+	}
+	if err := e.Store.Delete(ctx, TableEmails, pk, claim.RowKey, claim.ETag); err != nil && !IsCode(err, EPRECONDITION) {
+		return fmt.Errorf("release email: %w", err)
+	}
+	return nil
+}

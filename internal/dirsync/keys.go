@@ -1,0 +1,89 @@
+package dirsync
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"unicode/utf8"
+)
+
+// UserBuckets is the number of partitions users (and email claims) are spread
+// over. A page of ~200 users then batches into ~16 writes of ~12 rows, and no
+// partition nears Azure's 2,000 entities/s. Changing it needs a migration.
+const UserBuckets = 16
+
+// Bucket returns the partition key for s: "b00".."b15".
+func Bucket(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return fmt.Sprintf("b%02d", h.Sum32()%UserBuckets)
+}
+
+// maxKeyLen is Azure Table Storage's limit on PartitionKey and RowKey (1 KiB).
+const maxKeyLen = 1024
+
+// ValidKey reports why s cannot be a table key ("" when it can): Azure forbids
+// '/', '\', '#', '?' and control characters, and limits keys to 1 KiB.
+func ValidKey(s string) string {
+	if s == "" {
+		return "is empty"
+	}
+	if len(s) > maxKeyLen {
+		return "is longer than 1 KiB"
+	}
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	for _, r := range s {
+		switch {
+		case r == '/' || r == '\\' || r == '#' || r == '?':
+			return fmt.Sprintf("contains the character %q, which table keys cannot hold", r)
+		case r < 0x20 || (r >= 0x7f && r <= 0x9f):
+			return "contains a control character"
+		}
+	}
+	return ""
+}
+
+// EscapeKey turns any string into a valid table key that sorts the same way
+// for ordinary text: forbidden characters, '%' and '|' (our separator) become
+// %XX. It is used for emails and other values from outside.
+func EscapeKey(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '/' || c == '\\' || c == '#' || c == '?' || c == '%' || c == '|' || c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// validObjectID reports whether id looks like an Entra object id (a GUID). Ids
+// from Graph and from API paths are checked before they reach a key or a
+// filter, so nothing from outside can inject into either.
+func validObjectID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ValidObjectID is validObjectID for callers outside the package (the API
+// validates path ids with it).
+func ValidObjectID(id string) bool { return validObjectID(id) }

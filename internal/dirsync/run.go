@@ -1,0 +1,211 @@
+package dirsync
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Run statuses.
+const (
+	RunRunning   = "running"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunBlocked   = "blocked" // deletions wait for an admin's approval
+	RunCancelled = "cancelled"
+)
+
+// Run modes.
+const (
+	ModeFull  = "full"  // enumerate every user, then sweep those not seen
+	ModeDelta = "delta" // only changes since the stored delta token
+)
+
+// Run phases, in order.
+const (
+	PhaseEnumerating = "enumerating"
+	PhaseSweeping    = "sweeping"
+	PhaseDeciding    = "deciding"
+	PhaseDeleting    = "deleting"
+	PhaseFinishing   = "finishing"
+	PhaseDone        = "done"
+)
+
+// Triggers.
+const (
+	TriggerSchedule = "schedule"
+	TriggerManual   = "manual"
+	TriggerReset    = "reset"
+)
+
+// Counters are a run's totals. They are summed from per-page records that are
+// written exactly once, so they stay exact under redelivery.
+type Counters struct {
+	Seen      int64 `json:"seen"`
+	Added     int64 `json:"added"`
+	Updated   int64 `json:"updated"`
+	Unchanged int64 `json:"unchanged"`
+	Deleted   int64 `json:"deleted"`
+	Duplicate int64 `json:"duplicate"`
+	Skipped   int64 `json:"skipped"`
+	Failed    int64 `json:"failed"`
+	// SkippedBy counts skipped users per missing required field.
+	SkippedBy map[string]int64 `json:"skippedBy,omitempty"`
+}
+
+func (c *Counters) add(o Counters) {
+	c.Seen += o.Seen
+	c.Added += o.Added
+	c.Updated += o.Updated
+	c.Unchanged += o.Unchanged
+	c.Deleted += o.Deleted
+	c.Duplicate += o.Duplicate
+	c.Skipped += o.Skipped
+	c.Failed += o.Failed
+	for k, v := range o.SkippedBy {
+		if c.SkippedBy == nil {
+			c.SkippedBy = map[string]int64{}
+		}
+		c.SkippedBy[k] += v
+	}
+}
+
+func (c Counters) props(p map[string]any) {
+	p["c_seen"], p["c_added"], p["c_updated"], p["c_unchanged"] = c.Seen, c.Added, c.Updated, c.Unchanged
+	p["c_deleted"], p["c_duplicate"], p["c_skipped"], p["c_failed"] = c.Deleted, c.Duplicate, c.Skipped, c.Failed
+	for k, v := range c.SkippedBy {
+		p["s_"+k] = v
+	}
+}
+
+func countersFrom(e Entity) Counters {
+	c := Counters{
+		Seen: e.Int("c_seen"), Added: e.Int("c_added"), Updated: e.Int("c_updated"), Unchanged: e.Int("c_unchanged"),
+		Deleted: e.Int("c_deleted"), Duplicate: e.Int("c_duplicate"), Skipped: e.Int("c_skipped"), Failed: e.Int("c_failed"),
+	}
+	for k := range e.Props {
+		if strings.HasPrefix(k, "s_") {
+			if c.SkippedBy == nil {
+				c.SkippedBy = map[string]int64{}
+			}
+			c.SkippedBy[k[2:]] = e.Int(k)
+		}
+	}
+	return c
+}
+
+// Run is one sync run.
+type Run struct {
+	ID          string     `json:"id"`
+	Seq         int64      `json:"seq"`
+	Trigger     string     `json:"trigger"`
+	Mode        string     `json:"mode"`
+	Status      string     `json:"status"`
+	Phase       string     `json:"phase"`
+	RequestedBy string     `json:"requestedBy,omitempty"`
+	StartedAt   time.Time  `json:"startedAt"`
+	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	Heartbeat   time.Time  `json:"heartbeat"`
+	Counters    Counters   `json:"counters"`
+	// PagesDone is the number of Graph pages applied so far; LastPage is the
+	// sequence number of the round's last page once its deltaLink is known
+	// (-1 before).
+	PagesDone int64 `json:"pagesDone"`
+	LastPage  int64 `json:"lastPage"`
+	// FullFrom is the first page of the full enumeration (non-zero when a
+	// delta run turned into a full one because its token expired).
+	FullFrom int64 `json:"-"`
+	Restarts int64 `json:"restarts,omitempty"`
+	// PendingDeletions is the number of deletions waiting (blocked runs).
+	PendingDeletions int64  `json:"pendingDeletions,omitempty"`
+	Error            string `json:"error,omitempty"`
+	Hint             string `json:"hint,omitempty"`
+	LogName          string `json:"logName"`
+	ShapeHash        string `json:"-"`
+	DeltaLink        string `json:"-"`
+	ETag             string `json:"-"`
+}
+
+// Finished reports whether the run reached an end state.
+func (r Run) Finished() bool {
+	return r.Status == RunSucceeded || r.Status == RunFailed || r.Status == RunCancelled
+}
+
+var runIDRE = regexp.MustCompile(`^(\d{8}-\d{6})-([0-9a-f]{6})$`)
+
+// newRunID returns an id like "20261123-112233-a1b2c3": sortable, readable,
+// and safe in keys, URLs and blob names.
+func newRunID(now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// ValidRunID reports whether id has the form of a run id.
+func ValidRunID(id string) bool { return runIDRE.MatchString(id) }
+
+// runRowKey orders runs newest first: the inverted start second, then the id.
+func runRowKey(id string) (string, error) {
+	m := runIDRE.FindStringSubmatch(id)
+	if m == nil {
+		return "", Errorf(EINVALID, "%q is not a run id (runs look like 20261123-112233-a1b2c3)", id)
+	}
+	t, err := time.Parse("20060102-150405", m[1])
+	if err != nil {
+		return "", Errorf(EINVALID, "%q is not a run id: %v", id, err)
+	}
+	return fmt.Sprintf("%012d-%s", 999999999999-t.Unix(), id), nil
+}
+
+// LogName returns the blob name of a run's log: yyyy/mm/dd/<run id>.jsonl.
+func logName(id string, started time.Time) string {
+	return started.UTC().Format("2006/01/02/") + id + ".jsonl"
+}
+
+const runsPartition = "runs"
+
+func runToEntity(r Run) (Entity, error) {
+	rk, err := runRowKey(r.ID)
+	if err != nil {
+		return Entity{}, err
+	}
+	p := map[string]any{
+		"id": r.ID, "seq": r.Seq, "trigger": r.Trigger, "mode": r.Mode, "status": r.Status, "phase": r.Phase,
+		"startedAt": r.StartedAt.UTC(), "heartbeat": r.Heartbeat.UTC(), "pagesDone": r.PagesDone,
+		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
+		"logName": r.LogName, "shapeHash": r.ShapeHash,
+	}
+	for k, v := range map[string]string{"requestedBy": r.RequestedBy, "error": r.Error, "hint": r.Hint, "deltaLink": r.DeltaLink} {
+		if v != "" {
+			p[k] = v
+		}
+	}
+	if r.FinishedAt != nil {
+		p["finishedAt"] = r.FinishedAt.UTC()
+	}
+	r.Counters.props(p)
+	return Entity{PartitionKey: runsPartition, RowKey: rk, ETag: r.ETag, Props: p}, nil
+}
+
+func runFromEntity(e Entity) Run {
+	r := Run{
+		ID: e.Str("id"), Seq: e.Int("seq"), Trigger: e.Str("trigger"), Mode: e.Str("mode"), Status: e.Str("status"),
+		Phase: e.Str("phase"), RequestedBy: e.Str("requestedBy"), StartedAt: e.Time("startedAt"),
+		Heartbeat: e.Time("heartbeat"), PagesDone: e.Int("pagesDone"), LastPage: e.Int("lastPage"),
+		FullFrom: e.Int("fullFrom"), Restarts: e.Int("restarts"), PendingDeletions: e.Int("pendingDeletions"),
+		Error: e.Str("error"), Hint: e.Str("hint"), LogName: e.Str("logName"), ShapeHash: e.Str("shapeHash"),
+		DeltaLink: e.Str("deltaLink"), ETag: e.ETag, Counters: countersFrom(e),
+	}
+	if t := e.Time("finishedAt"); !t.IsZero() {
+		r.FinishedAt = &t
+	}
+	return r
+}
+
+func pageRowKey(seq int64) string { return fmt.Sprintf("%09d", seq) }
+
+func parseSeq(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
