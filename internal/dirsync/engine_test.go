@@ -137,12 +137,12 @@ func TestIncrementalRoundAppliesEveryKindOfChange(t *testing.T) {
 	e.source.Put(uid(11), person(11)) // added
 	p := person(2)
 	p["jobTitle"] = "Senior Manager"
-	e.source.Put(uid(2), p)                           // changed
-	e.source.Remove(uid(3), dirsync.RemovedChanged)   // soft delete
-	e.source.Remove(uid(4), dirsync.RemovedDeleted)   // hard delete
-	e.source.Remove(uid(5), dirsync.RemovedChanged)   // soft delete ...
-	e.source.Put(uid(5), person(5))                   // ... then restored
-	e.source.Put(uid(6), person(6))                   // touched, nothing mapped changed
+	e.source.Put(uid(2), p)                         // changed
+	e.source.Remove(uid(3), dirsync.RemovedChanged) // soft delete
+	e.source.Remove(uid(4), dirsync.RemovedDeleted) // hard delete
+	e.source.Remove(uid(5), dirsync.RemovedChanged) // soft delete ...
+	e.source.Put(uid(5), person(5))                 // ... then restored
+	e.source.Put(uid(6), person(6))                 // touched, nothing mapped changed
 	run := e.sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeDelta {
 		t.Fatalf("run = %s/%s (%s), want succeeded/delta", run.Status, run.Mode, run.Error)
