@@ -1,0 +1,54 @@
+# entrasync: the two commands are `make run` and `make test`.
+# Everything they need is installed by the project's own scripts:
+# Azurite from npm (pinned in internal/azurite), Go modules from go.mod.
+
+SHELL     := /bin/bash
+GO        ?= go
+BIN       := bin
+USERS     ?= 2000
+PORT      ?= 7071
+# The race detector would double the suite's time on 2 cores; run it on demand.
+TESTFLAGS ?=
+
+.PHONY: run test bench package install build vet clean
+
+## install: fetch Go modules and the pinned Azurite (npm ci); idempotent.
+install:
+	$(GO) mod download
+	$(GO) run ./internal/cmd/azurite -install
+
+## build: the handler and the local tools.
+build:
+	$(GO) build -o $(BIN)/handler ./handler
+	$(GO) build -o $(BIN)/ ./internal/cmd/...
+
+## run: Azurite + Graph simulator + local Functions host + handler, a first
+## sync of a generated tenant, then the API stays up on localhost:$(PORT).
+run: install
+	$(GO) run ./internal/cmd/localrun -users $(USERS) -port $(PORT)
+
+## vet: static checks.
+vet:
+	$(GO) vet ./...
+
+## test: vet and the whole suite; Azurite-backed tests start Azurite themselves.
+test: install vet | $(BIN)
+	$(GO) test $(TESTFLAGS) -count=1 -timeout 20m ./... 2>&1 | tee $(BIN)/test.log; \
+	  status=$${PIPESTATUS[0]}; \
+	  echo; echo "== summary"; grep -E '^(ok|FAIL|---)' $(BIN)/test.log | grep -v '^--- PASS' ; \
+	  exit $$status
+
+## bench: speed and memory targets.
+bench: install
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## package: the deployment zip: host.json, one folder per function, and a
+## linux/amd64 static handler binary, all at the zip's root.
+package:
+	$(GO) run ./internal/cmd/pack -out $(BIN)/entrasync.zip
+
+clean:
+	rm -rf $(BIN)
+
+$(BIN):
+	mkdir -p $(BIN)
