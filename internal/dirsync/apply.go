@@ -135,7 +135,11 @@ func countAction(c *Counters, action string, u User) {
 // delta run).
 func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, su SourceUser, old User, had bool, c *Counters, lb *logBuffer) (*BatchOp, error) {
 	now := e.now()
-	fields, missing := s.mapUser(su)
+	var partialOf map[string]string
+	if had && run.Mode == ModeDelta && old.Status != "" {
+		partialOf = old.Fields
+	}
+	fields, missing := s.mapUser(su, partialOf)
 	u := User{
 		ID: su.ID, Fields: fields, Status: StatusActive, UPN: su.Attributes["userPrincipalName"],
 		Hash: fieldsHash(fields), RunSeq: run.Seq, PageSeq: seq, CreatedAt: now, ChangedAt: now, ETag: old.ETag,

@@ -595,3 +595,23 @@ func TestSettingsETagConflict(t *testing.T) {
 		t.Errorf("audit authors (-want +got):\n%s (err %v)", diff, err)
 	}
 }
+
+// Graph's later delta rounds may send only the changed attributes, with
+// cleared ones as null: the rest must keep their values.
+func TestPartialDeltaUpdatesKeepUnsentFields(t *testing.T) {
+	e := newEnv(t)
+	e.seed(3)
+	e.source.Partial = true
+	e.sync(dirsynctest.DrainOptions{})
+	p := person(1)
+	p["jobTitle"] = "Senior Manager"
+	delete(p, "department")
+	e.source.Put(uid(1), p)
+	run := e.sync(dirsynctest.DrainOptions{})
+	if run.Counters.Updated != 1 {
+		t.Fatalf("counters = %+v", run.Counters)
+	}
+	if diff := cmp.Diff(e.want(), e.directory(dirsync.StatusActive)); diff != "" {
+		t.Errorf("directory (-want +got):\n%s", diff)
+	}
+}

@@ -21,7 +21,11 @@ type DeltaRequest struct {
 	PageSize int
 }
 
-// SourceUser is a user as Graph returned it.
+// SourceUser is a user as Graph returned it. In the first round of a delta
+// query every selected property that is set is present. In later rounds
+// Graph returns "at least the properties that have been updated" (Graph's
+// delta query overview): an absent attribute is then unchanged, and a cleared
+// one arrives as null (Cleared).
 type SourceUser struct {
 	ID string
 	// Attributes holds every attribute Graph returned, by its Graph name.
@@ -29,6 +33,9 @@ type SourceUser struct {
 	// (businessPhones, otherMails...) are joined with "; ". "manager" holds the
 	// manager's object id.
 	Attributes map[string]string
+	// Cleared lists attributes Graph sent as null: cleared since the delta
+	// token was issued.
+	Cleared []string
 	// Removed is "" for a present user, RemovedChanged or RemovedDeleted.
 	Removed string
 }

@@ -42,17 +42,40 @@ type User struct {
 
 // mapUser applies the mapping to a Graph user and checks required fields.
 // It returns the mapped fields and the required fields that are missing.
-func (s Settings) mapUser(su SourceUser) (fields map[string]string, missing []string) {
+//
+// With old != nil the user is a partial update from a later delta round: a
+// field whose attributes Graph did not send keeps its old value, and an
+// attribute Graph sent as null clears it.
+func (s Settings) mapUser(su SourceUser, old map[string]string) (fields map[string]string, missing []string) {
 	fields = make(map[string]string, len(s.Mapping))
+	cleared := map[string]bool{}
+	for _, a := range su.Cleared {
+		cleared[a] = true
+	}
+	attr := func(name string) (string, bool) {
+		v, ok := su.Attributes[name]
+		return strings.TrimSpace(v), ok
+	}
 	for _, m := range s.Mapping {
 		var v string
 		switch {
 		case m.Constant != "":
 			v = m.Constant
 		default:
-			v = strings.TrimSpace(su.Attributes[m.Source])
-			if v == "" && m.Fallback != "" {
-				v = strings.TrimSpace(su.Attributes[m.Fallback])
+			src, srcSent := attr(m.Source)
+			fb, fbSent := "", false
+			if m.Fallback != "" {
+				fb, fbSent = attr(m.Fallback)
+			}
+			switch {
+			case src != "":
+				v = src
+			case srcSent || cleared[m.Source] || old == nil:
+				v = fb
+			case fbSent && fb != "" && old[m.Field] == "":
+				v = fb
+			default:
+				v = old[m.Field] // not sent: unchanged
 			}
 		}
 		if v != "" {

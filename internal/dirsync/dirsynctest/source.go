@@ -22,6 +22,12 @@ type Source struct {
 	ver      int
 	gen      int // Expire increments it; links of older generations are expired
 	PageSize int
+	// Partial makes later delta rounds send only the attributes that changed
+	// in a user's last Put, and list removed ones as cleared (null), as Graph
+	// may.
+	Partial bool
+	changed map[string]map[string]string // id -> attributes changed by the last Put
+	cleared map[string][]string
 	// Errs are returned, in order, by the next UsersDelta calls.
 	Errs  []error
 	Calls int
@@ -38,6 +44,28 @@ func (s *Source) Put(id string, attrs map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ver++
+	if s.changed == nil {
+		s.changed, s.cleared = map[string]map[string]string{}, map[string][]string{}
+	}
+	prev, existed := s.users[id]
+	diff, gone := map[string]string{}, []string(nil)
+	for k, v := range attrs {
+		if prev[k] != v || !existed {
+			diff[k] = v
+		}
+	}
+	for k := range prev {
+		if _, ok := attrs[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	sort.Strings(gone)
+	if existed {
+		s.changed[id], s.cleared[id] = diff, gone
+	} else {
+		delete(s.changed, id)
+		delete(s.cleared, id)
+	}
 	s.users[id] = maps.Clone(attrs)
 	delete(s.removed, id)
 	s.version[id] = s.ver
@@ -128,8 +156,11 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 	var page dirsync.UserPage
 	for _, id := range ids[offset:end] {
 		if a, ok := s.users[id]; ok {
-			attrs := maps.Clone(a)
-			page.Users = append(page.Users, dirsync.SourceUser{ID: id, Attributes: attrs})
+			su := dirsync.SourceUser{ID: id, Attributes: maps.Clone(a)}
+			if diff, partial := s.changed[id]; partial && s.Partial && kind == "changes" {
+				su.Attributes, su.Cleared = maps.Clone(diff), s.cleared[id]
+			}
+			page.Users = append(page.Users, su)
 		} else if kind == "changes" {
 			page.Users = append(page.Users, dirsync.SourceUser{ID: id, Removed: s.removed[id]})
 		}
