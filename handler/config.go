@@ -1,0 +1,166 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Config is every app setting the handler reads. Azure passes App Settings to
+// the handler as environment variables; locally the devhost passes the
+// Values of local.settings.json. See README.md "Configuration".
+type Config struct {
+	// Storage for state (Table) and run logs (Blob): a connection string
+	// (STORAGE_CONNECTION_STRING, falling back to AzureWebJobsStorage), or an
+	// account name with managed identity (STORAGE_ACCOUNT_NAME, optional
+	// STORAGE_MANAGED_IDENTITY_CLIENT_ID).
+	StorageConnectionString string
+	StorageAccountName      string
+	StorageIdentityClientID string
+	TablePrefix             string // TABLE_PREFIX, default "entrasync"
+	LogContainer            string // LOG_CONTAINER, default "sync-logs"
+
+	// Queue: ServiceBusConnection (connection string) or
+	// ServiceBusConnection__fullyQualifiedNamespace (managed identity), as the
+	// Functions host names them; ENTRASYNC_DEVHOST_URL (set by the local
+	// host) sends to its in-process queue instead.
+	ServiceBusConnection string
+	ServiceBusNamespace  string
+	DevhostURL           string
+	// MaxDeliveries is the sync-work queue's max delivery count
+	// (SYNC_MAX_DELIVERIES, default 10, as Service Bus).
+	MaxDeliveries int
+
+	// Graph (GRAPH_*): see internal/graph.Config.
+	GraphTenantID            string
+	GraphClientID            string
+	GraphClientSecret        string
+	GraphCertificatePath     string
+	GraphCertificatePassword string
+	GraphUseManagedIdentity  bool
+	GraphIdentityClientID    string
+	GraphAuthorityHost       string
+	GraphBaseURL             string
+	GraphTrustedCAFile       string
+
+	// API roles for function keys: comma-separated lower-case hex SHA-256 of
+	// the keys (ADMIN_KEY_SHA256, SUPPORT_KEY_SHA256). Only hashes are
+	// configured, never keys.
+	AdminKeyHashes   []string
+	SupportKeyHashes []string
+	// TrustEasyAuth is true when App Service Authentication is on
+	// (WEBSITE_AUTH_ENABLED), the only case in which the
+	// x-ms-client-principal header can be trusted.
+	TrustEasyAuth bool
+
+	LogLevel slog.Level // LOG_LEVEL: debug, info (default), warn, error
+}
+
+// settingError names the setting and says what to do.
+func settingError(name, format string, args ...any) error {
+	return fmt.Errorf("app setting %s: %s", name, fmt.Sprintf(format, args...))
+}
+
+// LoadConfig reads and validates the configuration. Every error names the
+// setting at fault; all errors are reported at once.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	var errs []error
+	c := Config{
+		StorageConnectionString:  get("STORAGE_CONNECTION_STRING"),
+		StorageAccountName:       get("STORAGE_ACCOUNT_NAME"),
+		StorageIdentityClientID:  get("STORAGE_MANAGED_IDENTITY_CLIENT_ID"),
+		TablePrefix:              orDefault(get("TABLE_PREFIX"), "entrasync"),
+		LogContainer:             orDefault(get("LOG_CONTAINER"), "sync-logs"),
+		ServiceBusConnection:     get("ServiceBusConnection"),
+		ServiceBusNamespace:      get("ServiceBusConnection__fullyQualifiedNamespace"),
+		DevhostURL:               get("ENTRASYNC_DEVHOST_URL"),
+		GraphTenantID:            get("GRAPH_TENANT_ID"),
+		GraphClientID:            get("GRAPH_CLIENT_ID"),
+		GraphClientSecret:        get("GRAPH_CLIENT_SECRET"),
+		GraphCertificatePath:     get("GRAPH_CERTIFICATE_PATH"),
+		GraphCertificatePassword: get("GRAPH_CERTIFICATE_PASSWORD"),
+		GraphIdentityClientID:    get("GRAPH_MANAGED_IDENTITY_CLIENT_ID"),
+		GraphAuthorityHost:       get("GRAPH_AUTHORITY_HOST"),
+		GraphBaseURL:             get("GRAPH_BASE_URL"),
+		GraphTrustedCAFile:       get("GRAPH_TRUSTED_CA_FILE"),
+	}
+	if c.StorageConnectionString == "" && c.StorageAccountName == "" {
+		c.StorageConnectionString = get("AzureWebJobsStorage")
+	}
+	if c.StorageConnectionString == "" && c.StorageAccountName == "" {
+		errs = append(errs, settingError("STORAGE_CONNECTION_STRING", "missing: set it (or AzureWebJobsStorage) to a storage connection string, or set STORAGE_ACCOUNT_NAME to use the app's managed identity"))
+	}
+	if c.StorageConnectionString != "" && c.StorageAccountName != "" {
+		errs = append(errs, settingError("STORAGE_ACCOUNT_NAME", "set either it or STORAGE_CONNECTION_STRING, not both"))
+	}
+	if c.DevhostURL == "" && c.ServiceBusConnection == "" && c.ServiceBusNamespace == "" {
+		errs = append(errs, settingError("ServiceBusConnection", "missing: set it to the Service Bus connection string, or set ServiceBusConnection__fullyQualifiedNamespace (e.g. mybus.servicebus.windows.net) to use the managed identity"))
+	}
+	c.MaxDeliveries = 10
+	if v := get("SYNC_MAX_DELIVERIES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 2000 {
+			errs = append(errs, settingError("SYNC_MAX_DELIVERIES", "%q is not a number from 1 to 2000; it must match the queue's max delivery count", v))
+		}
+		c.MaxDeliveries = n
+	}
+	if v := get("GRAPH_USE_MANAGED_IDENTITY"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, settingError("GRAPH_USE_MANAGED_IDENTITY", "%q is not true or false", v))
+		}
+		c.GraphUseManagedIdentity = b
+	}
+	var err error
+	if c.AdminKeyHashes, err = keyHashes("ADMIN_KEY_SHA256", get("ADMIN_KEY_SHA256")); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SupportKeyHashes, err = keyHashes("SUPPORT_KEY_SHA256", get("SUPPORT_KEY_SHA256")); err != nil {
+		errs = append(errs, err)
+	}
+	c.TrustEasyAuth, _ = strconv.ParseBool(get("WEBSITE_AUTH_ENABLED"))
+	switch strings.ToLower(get("LOG_LEVEL")) {
+	case "", "info":
+		c.LogLevel = slog.LevelInfo
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		errs = append(errs, settingError("LOG_LEVEL", "%q is not one of debug, info, warn, error", get("LOG_LEVEL")))
+	}
+	if c.GraphTrustedCAFile != "" {
+		if _, err := os.Stat(c.GraphTrustedCAFile); err != nil {
+			errs = append(errs, settingError("GRAPH_TRUSTED_CA_FILE", "cannot read %s: %v", c.GraphTrustedCAFile, errors.Unwrap(err)))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func keyHashes(name, v string) ([]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, h := range strings.Split(v, ",") {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			return nil, settingError(name, "each entry must be the SHA-256 of a function key as 64 hex digits (e.g. printf %%s \"$KEY\" | sha256sum)")
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
