@@ -117,11 +117,15 @@ type schedulePlan struct {
 }
 
 func (sc Schedule) plan() (schedulePlan, bool) {
-	if sc.Validate() != nil {
-		return schedulePlan{}, false
-	}
 	loc, err := cachedLocation(sc.TimeZone)
 	if err != nil {
+		return schedulePlan{}, false
+	}
+	// The zone is checked above through the cache; Validate would load it
+	// again, which costs more than the whole calculation.
+	rest := sc
+	rest.TimeZone = ""
+	if rest.Validate() != nil {
 		return schedulePlan{}, false
 	}
 	p := schedulePlan{loc: loc}
@@ -147,6 +151,15 @@ func (sc Schedule) plan() (schedulePlan, bool) {
 // each calls f with every due instant of the local day whose date is day's
 // (day is that date at 00:00 UTC).
 func (p schedulePlan) each(day time.Time, f func(time.Time)) {
+	// Most days no clock change is near: one offset serves every slot.
+	t := day.Add(-15 * time.Hour).In(p.loc)
+	if _, end := t.ZoneBounds(); end.IsZero() || end.After(day.Add(37*time.Hour)) {
+		_, off := t.Zone()
+		for _, s := range p.slots {
+			f(day.Add(time.Duration(s)*time.Minute - time.Duration(off)*time.Second))
+		}
+		return
+	}
 	for _, s := range p.slots {
 		first, second, n, shifted := wallInstants(p.loc, day.Add(time.Duration(s)*time.Minute))
 		switch {
