@@ -148,9 +148,9 @@ const reportsPerManager = 7
 
 // Index rules for the tenant's rough edges. They are residues of the index so
 // that small tenants get a few of each too.
-func isGuest(i int) bool         { return i%40 == 17 }
-func isDisabled(i int) bool      { return i%25 == 9 }
-func hasNoMail(i int) bool       { return i%30 == 11 }
+func isGuest(i int) bool            { return i%40 == 17 }
+func isDisabled(i int) bool         { return i%25 == 9 }
+func hasNoMail(i int) bool          { return i%30 == 11 }
 func sharesMailWithPrev(i int) bool { return i%500 == 13 }
 
 type generator struct {
@@ -258,7 +258,7 @@ func (g *generator) mail(i int) string {
 	}
 	id := g.identity(i)
 	if isGuest(i) {
-		return id.given.ascii + "." + id.surname.ascii + "@" + guestDomains[i%len(guestDomains)]
+		return id.local + "@" + guestDomains[i%len(guestDomains)]
 	}
 	if sharesMailWithPrev(i) && i > 0 && !isGuest(i-1) {
 		if prev := g.mail(i - 1); prev != "" {
@@ -288,7 +288,7 @@ func (g *generator) user(i int) map[string]any {
 	mail := g.mail(i)
 	if isGuest(i) {
 		guestDomain := guestDomains[i%len(guestDomains)]
-		ext := id.given.ascii + "." + id.surname.ascii + "_" + guestDomain
+		ext := id.local + "_" + guestDomain
 		a["userType"] = "Guest"
 		a["userPrincipalName"] = ext + "#EXT#@" + g.domain
 		a["mailNickname"] = ext + "#EXT#"

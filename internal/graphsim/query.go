@@ -158,7 +158,7 @@ func (sc *scanner) punct(c byte) bool {
 	return false
 }
 
-// quoted reads an OData string literal ('it''s').
+// quoted reads an OData string literal ('it”s').
 func (sc *scanner) quoted() (string, bool) {
 	if !sc.punct('\'') {
 		return "", false
