@@ -37,6 +37,23 @@ var statusByCode = map[dirsync.Code]int{
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
 }
 
+// fallbackHint is the hint for an error that came without one, so every
+// error response says what to do.
+var fallbackHint = map[dirsync.Code]string{
+	dirsync.EINVALID:         "Correct the request; GET /api/openapi.json describes every route and field.",
+	dirsync.ENOTFOUND:        "Check the id; GET /api/runs and GET /api/users list what exists.",
+	dirsync.ECONFLICT:        "Look at the current state (GET /api/status) and try again when it allows this.",
+	dirsync.EPRECONDITION:    "Read the current version again and re-apply your change.",
+	dirsync.EUNAUTHORIZED:    "Check the credentials: the function key, or the function app's storage and Graph settings.",
+	dirsync.EFORBIDDEN:       "Ask an admin for the permission or role the message names.",
+	dirsync.ETHROTTLED:       "Wait for the time in Retry-After, then try again.",
+	dirsync.EUNAVAILABLE:     "Try again in a minute; GET /api/health shows what is unreachable.",
+	dirsync.EBLOCKED:         "An admin decision is pending: see the actions in GET /api/status.",
+	codeTooLarge:             "Send a smaller body.",
+	codePreconditionRequired: "Send If-Match with the ETag from the last GET.",
+	codeMethodNotAllowed:     "Use one of the methods in the Allow header.",
+}
+
 // errorBody is the JSON of every error response.
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -78,6 +95,9 @@ func errorResponse(err error, requestID string) (int, errorBody, http.Header, bo
 		}}, nil, true
 	}
 	body := errorBody{Error: errorDetail{Code: code, Message: dirsync.ErrorMessage(err), Hint: dirsync.ErrorHint(err)}}
+	if body.Error.Hint == "" {
+		body.Error.Hint = fallbackHint[code]
+	}
 	header := http.Header{}
 	var he *httpError
 	if errors.As(err, &he) {

@@ -31,7 +31,7 @@ func (c *call) readBody() ([]byte, error) {
 	if errors.As(err, &tooBig) {
 		return nil, &dirsync.Error{Code: codeTooLarge,
 			Message: fmt.Sprintf("the request body is larger than %s", byteSize(tooBig.Limit)),
-			Hint:    "Send a smaller body; a settings document is normally a few KiB."}
+			Hint:    "Send a smaller body (a settings document is a few KiB)."}
 	}
 	if err != nil {
 		return nil, invalid("Send the request again.", "the request body could not be read")
@@ -81,7 +81,7 @@ func describeJSONError(err error, body []byte) string {
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
-			return fmt.Sprintf("the body must be %s, not %s", kindWords(typ.Type), typ.Value)
+			return fmt.Sprintf("the body must be %s, not %s", kindWords(typ.Type), valueWords(typ.Value))
 		}
 		return fmt.Sprintf("field %q must be %s, not %s", field, kindWords(typ.Type), valueWords(typ.Value))
 	case errors.As(err, &perr):
@@ -141,8 +141,8 @@ func valueWords(v string) string {
 	case "object":
 		return "an object"
 	}
-	if strings.HasPrefix(v, "number ") {
-		return v // "number 1.5" for a fraction where a whole number was expected
+	if n, ok := strings.CutPrefix(v, "number "); ok {
+		return "the number " + n // a fraction where a whole number was expected
 	}
 	return v
 }
@@ -175,17 +175,13 @@ func requireFields(body []byte, v any, what string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return invalid("PUT replaces the whole document: GET /api/settings, change what you need, and send all of it back. Nothing was changed.",
-			"%s: %s missing (%s)", what, plural(len(missing), "field is", "fields are"), strings.Join(missing, ", "))
+		hint := "PUT replaces the whole document: GET /api/settings, change what you need, and send all of it back. Nothing was changed."
+		if len(missing) == 1 {
+			return invalid(hint, "%s: the field %q is missing", what, missing[0])
+		}
+		return invalid(hint, "%s: %d fields are missing: %s", what, len(missing), strings.Join(missing, ", "))
 	}
 	return nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "a " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 // runID returns the {id} path parameter as a run id.
