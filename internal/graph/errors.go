@@ -213,13 +213,13 @@ func unavailable(o op, cause error, ex *exchange, retryAfter time.Duration) *dir
 	var ge *graphError
 	switch {
 	case errors.As(cause, &te) && te.timeout:
-		e.Message = "Microsoft Graph did not answer in time (" + o.name + ")" + tries
+		e.Message = "Microsoft Graph did not answer in time" + tries + " (" + o.name + ")"
 	case errors.As(cause, &te):
-		e.Message = "the connection to Microsoft Graph failed (" + o.name + ")" + tries
+		e.Message = "the connection to Microsoft Graph failed" + tries + " (" + o.name + ")"
 	case errors.As(cause, &ge):
-		e.Message = fmt.Sprintf("Microsoft Graph is unavailable (HTTP %d) (%s)%s", ge.Status, o.name, tries)
+		e.Message = fmt.Sprintf("Microsoft Graph is unavailable: HTTP %d%s (%s)", ge.Status, tries, o.name)
 	default:
-		e.Message = "Microsoft Graph is unavailable (" + o.name + ")" + tries
+		e.Message = "Microsoft Graph is unavailable" + tries + " (" + o.name + ")"
 	}
 	e.Hint = "This is usually passing; the work is retried automatically. If it persists, check https://status.cloud.microsoft and the network path to Graph."
 	return e
@@ -242,7 +242,7 @@ func tokenError(o op, afe *azidentity.AuthenticationFailedError, now time.Time) 
 		// MSAL could not use what it got).
 		return &dirsync.Error{
 			Code:    dirsync.EUNAVAILABLE,
-			Message: "could not get an access token from Entra ID (" + o.name + "): the token endpoint did not answer",
+			Message: "could not get an access token from Entra ID (" + o.name + "): the token endpoint gave no usable answer",
 			Hint:    "Check GRAPH_AUTHORITY_HOST and the network path to it; the work is retried automatically.",
 			Err:     afe,
 		}

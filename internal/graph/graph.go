@@ -48,6 +48,7 @@ var _ dirsync.Source = (*Source)(nil)
 type Source struct {
 	cfg     *settings
 	log     *slog.Logger
+	base    *http.Transport
 	client  *msgraphsdk.GraphServiceClient
 	adapter abs.RequestAdapter
 
@@ -66,10 +67,9 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: st, log: st.Logger}
-
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: st.roots}
+	s := &Source{cfg: st, log: st.Logger, base: base}
 
 	cred, err := newCredential(st, base)
 	if err != nil {
@@ -107,6 +107,9 @@ func New(cfg Config) (*Source, error) {
 	s.client = msgraphsdk.NewGraphServiceClient(adapter)
 	return s, nil
 }
+
+// closeIdle drops pooled connections (tests stop their simulator after it).
+func (s *Source) closeIdle() { s.base.CloseIdleConnections() }
 
 // withRetryOptions replaces the SDK's default RetryHandler with one using
 // opts, keeping the rest of the default middleware as the SDK made it.
