@@ -1,0 +1,204 @@
+package servicebus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/Azure/go-amqp"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+)
+
+// Sender sends to a Service Bus queue. It connects on the first Send and
+// keeps the connection (the SDK reconnects after failures) until Close.
+type Sender struct {
+	client   *azservicebus.Client
+	sender   *azservicebus.Sender
+	queue    string
+	maxBytes int
+	logger   *slog.Logger
+}
+
+// NewSender validates cfg (ConnectionString, or Namespace with an identity)
+// and returns a Sender. It does not connect.
+func NewSender(cfg Config) (*Sender, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	opts := &azservicebus.ClientOptions{}
+	if cfg.MaxRetries != 0 {
+		opts.RetryOptions = azservicebus.RetryOptions{MaxRetries: int32(cfg.MaxRetries)}
+	}
+	var client *azservicebus.Client
+	var err error
+	switch {
+	case cfg.ConnectionString != "" && cfg.Namespace != "":
+		return nil, configError("both %s and %s are set; set only one", SettingConnection, SettingNamespace)
+	case cfg.ConnectionString != "":
+		if cfg.UseManagedIdentity || cfg.ClientID != "" {
+			return nil, configError("%s and %s apply only with %s, not with a connection string", SettingCredential, SettingClientID, SettingNamespace)
+		}
+		if _, err := parseConnectionString(cfg.ConnectionString); err != nil {
+			return nil, err
+		}
+		client, err = azservicebus.NewClientFromConnectionString(cfg.ConnectionString, opts)
+		if err != nil {
+			return nil, configError("%s could not be used (%s)", SettingConnection, safeSDKMessage(err))
+		}
+	case cfg.Namespace != "":
+		ns := strings.TrimSuffix(strings.TrimPrefix(cfg.Namespace, "sb://"), "/")
+		if ns == "" || strings.ContainsAny(ns, "/:?;= ") {
+			return nil, configError("%s %q is not a host name like <namespace>.servicebus.windows.net", SettingNamespace, cfg.Namespace)
+		}
+		cred, cerr := credential(cfg.UseManagedIdentity, cfg.ClientID)
+		if cerr != nil {
+			return nil, cerr
+		}
+		client, err = azservicebus.NewClient(ns, cred, opts)
+		if err != nil {
+			return nil, configError("%s %q could not be used (%s)", SettingNamespace, cfg.Namespace, safeSDKMessage(err))
+		}
+	default:
+		return nil, configError("neither %s nor %s is set (and %s is not set either, so this is not a local run); set one to say where the %q queue is",
+			SettingConnection, SettingNamespace, SettingDevhostURL, cfg.Queue)
+	}
+	sender, err := client.NewSender(cfg.Queue, nil)
+	if err != nil {
+		client.Close(context.Background())
+		return nil, configError("queue %q: %s", cfg.Queue, safeSDKMessage(err))
+	}
+	return &Sender{client: client, sender: sender, queue: cfg.Queue, maxBytes: cfg.MaxMessageBytes, logger: cfg.Logger}, nil
+}
+
+// safeSDKMessage keeps only the first line of an SDK error and drops it
+// entirely if it might quote a key.
+func safeSDKMessage(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	low := strings.ToLower(msg)
+	if strings.Contains(low, "sharedaccess") || strings.Contains(low, "sig=") || strings.Contains(low, "key=") {
+		return "details withheld: they may quote the key"
+	}
+	return msg
+}
+
+// credential: the Functions host's rules for identity-based connections
+// (see table.credential).
+func credential(managedIdentityOnly bool, clientID string) (azcore.TokenCredential, error) {
+	if managedIdentityOnly || clientID != "" {
+		o := &azidentity.ManagedIdentityCredentialOptions{}
+		if clientID != "" {
+			o.ID = azidentity.ClientID(clientID)
+		}
+		c, err := azidentity.NewManagedIdentityCredential(o)
+		if err != nil {
+			return nil, configError("managed identity (%s %q) cannot be used here: %v", SettingClientID, clientID, err)
+		}
+		return c, nil
+	}
+	c, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, configError("no Azure credential available for %s: %v", SettingNamespace, err)
+	}
+	return c, nil
+}
+
+// toMessage converts a dirsync.Message for the SDK.
+func toMessage(m dirsync.Message, maxBytes int) (*azservicebus.Message, error) {
+	if err := checkMessage(m, maxBytes); err != nil {
+		return nil, err
+	}
+	return &azservicebus.Message{
+		MessageID:            to.Ptr(m.ID),
+		Body:                 m.Body,
+		ContentType:          to.Ptr("application/json"),
+		ScheduledEnqueueTime: scheduled(m),
+	}, nil
+}
+
+// Send sends m. The SDK retries transient failures (3 times) before the error
+// comes back translated.
+func (s *Sender) Send(ctx context.Context, m dirsync.Message) error {
+	msg, err := toMessage(m, s.maxBytes)
+	if err != nil {
+		return err
+	}
+	if err := s.sender.SendMessage(ctx, msg, nil); err != nil {
+		return translate(fmt.Sprintf("send message %s to queue %s", m.ID, s.queue), err)
+	}
+	s.logger.Debug("queued message", "queue", s.queue, "id", m.ID, "notBefore", m.NotBefore)
+	return nil
+}
+
+// Close closes the connection.
+func (s *Sender) Close(ctx context.Context) error {
+	err := s.sender.Close(ctx)
+	if cerr := s.client.Close(ctx); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return translate("close the Service Bus connection", err)
+	}
+	return nil
+}
+
+// translate maps SDK errors to domain errors. The SDK's text stays in Err.
+func translate(op string, err error) error {
+	var de *dirsync.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	what := "Service Bus: " + op
+	e := &dirsync.Error{Err: err}
+	var sbErr *azservicebus.Error
+	var amqpErr *amqp.Error
+	switch {
+	case errors.Is(err, azservicebus.ErrMessageTooLarge):
+		e.Code, e.Message, e.Hint = dirsync.EINVALID, what+": the message is larger than the queue accepts", "send less in one message"
+	case errors.As(err, &amqpErr) && isThrottle(amqpErr.Condition):
+		e.Code, e.Message, e.Hint = dirsync.ETHROTTLED, what+": the namespace is busy", "slow down and retry later"
+	case errors.As(err, &sbErr):
+		switch sbErr.Code {
+		case azservicebus.CodeUnauthorizedAccess:
+			e.Code, e.Message, e.Hint = dirsync.EUNAUTHORIZED, what+": the namespace refused the credentials",
+				"check the key in "+SettingConnection+", or give the app's identity the Azure Service Bus Data Sender role"
+		case azservicebus.CodeConnectionLost, azservicebus.CodeTimeout:
+			e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": the connection failed", "retry later"
+		case azservicebus.CodeNotFound:
+			e.Code, e.Message, e.Hint = dirsync.EINTERNAL, what+": the queue does not exist", "create the queue (the infrastructure template does)"
+		default:
+			e.Code, e.Message = dirsync.EINTERNAL, fmt.Sprintf("%s failed (%s)", what, sbErr.Code)
+		}
+	case errors.Is(err, context.DeadlineExceeded):
+		e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": timed out", "retry later"
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("servicebus: %s: %w", op, err)
+	case isNetwork(err):
+		e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": could not reach the namespace", "check the network and the namespace name; retry later"
+	default:
+		var authErr *azidentity.AuthenticationFailedError
+		if errors.As(err, &authErr) || strings.Contains(err.Error(), "Credential: ") {
+			e.Code, e.Message, e.Hint = dirsync.EUNAUTHORIZED, what+": could not get a token for the namespace", "check the app's managed identity"
+		} else {
+			e.Code, e.Message = dirsync.EINTERNAL, what+" failed unexpectedly"
+		}
+	}
+	return e
+}
+
+func isThrottle(c amqp.ErrCond) bool {
+	return c == "com.microsoft:server-busy" || c == amqp.ErrCondResourceLimitExceeded
+}
+
+func isNetwork(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
+}
