@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -360,5 +361,48 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := blob.New(blob.Config{AccountURL: "https://a.blob.core.windows.net/", ClientID: "00000000-0000-0000-0000-000000000001"}); err != nil {
 		t.Errorf("AccountURL with a user-assigned identity: %v", err)
+	}
+}
+
+// TestServiceErrors drives the error translation with a server that answers
+// like a struggling or refusing storage service.
+func TestServiceErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status     int
+		code       string
+		retryAfter string
+		want       dirsync.Code
+		wantAfter  time.Duration
+	}{
+		{http.StatusServiceUnavailable, "ServerBusy", "5", dirsync.ETHROTTLED, 5 * time.Second},
+		{http.StatusInternalServerError, "InternalError", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusForbidden, "AuthenticationFailed", "", dirsync.EUNAUTHORIZED, 0},
+		{http.StatusForbidden, "AuthorizationPermissionMismatch", "", dirsync.EFORBIDDEN, 0},
+		{http.StatusConflict, "BlockCountExceedsLimit", "", dirsync.EINVALID, 0},
+		{http.StatusConflict, "InvalidBlobType", "", dirsync.EINVALID, 0},
+		{http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "", dirsync.EINVALID, 0},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d %s", tt.status, tt.code), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("x-ms-error-code", tt.code)
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			u := srv.URL + "/devstoreaccount1"
+			s, err := blob.New(blob.Config{ConnectionString: azurite.ConnectionString(u, u, u), MaxRetries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.AppendLog(context.Background(), "x.jsonl", []byte("line\n"))
+			wantCode(t, "AppendLog", err, tt.want)
+			if got := dirsync.RetryAfter(err); got != tt.wantAfter {
+				t.Errorf("RetryAfter = %v, want %v", got, tt.wantAfter)
+			}
+		})
 	}
 }
