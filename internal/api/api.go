@@ -141,7 +141,7 @@ func New(cfg Config) (*Handler, error) {
 type route struct {
 	method  string
 	pattern string // "/api/runs/{id}/log": {name} matches one path segment
-	role    Role
+	role    access
 	serve   func(c *call) (*response, error)
 	parts   []string
 }
@@ -166,23 +166,23 @@ func (h *Handler) Routes() []Route {
 func (h *Handler) routeTable() []*route {
 	rs := []*route{
 		{method: "GET", pattern: "/api/health", role: roleAnonymous, serve: h.getHealth},
-		{method: "GET", pattern: "/api/openapi.json", role: RoleSupport, serve: h.getOpenAPI},
-		{method: "GET", pattern: "/api/status", role: RoleSupport, serve: h.getStatus},
-		{method: "POST", pattern: "/api/sync", role: RoleAdmin, serve: h.postSync},
-		{method: "POST", pattern: "/api/reset", role: RoleAdmin, serve: h.postReset},
-		{method: "GET", pattern: "/api/runs", role: RoleSupport, serve: h.listRuns},
-		{method: "GET", pattern: "/api/runs/{id}", role: RoleSupport, serve: h.getRun},
-		{method: "POST", pattern: "/api/runs/{id}/cancel", role: RoleAdmin, serve: h.cancelRun},
-		{method: "GET", pattern: "/api/runs/{id}/log", role: RoleSupport, serve: h.getRunLog},
-		{method: "GET", pattern: "/api/runs/{id}/log/link", role: RoleSupport, serve: h.getRunLogLink},
-		{method: "GET", pattern: "/api/runs/{id}/deletions", role: RoleSupport, serve: h.listDeletions},
-		{method: "POST", pattern: "/api/runs/{id}/deletions/approve", role: RoleAdmin, serve: h.approveDeletions},
-		{method: "POST", pattern: "/api/runs/{id}/deletions/reject", role: RoleAdmin, serve: h.rejectDeletions},
-		{method: "GET", pattern: "/api/settings", role: RoleSupport, serve: h.getSettings},
-		{method: "PUT", pattern: "/api/settings", role: RoleAdmin, serve: h.putSettings},
-		{method: "GET", pattern: "/api/audit", role: RoleSupport, serve: h.listAudit},
-		{method: "GET", pattern: "/api/users", role: RoleSupport, serve: h.listUsers},
-		{method: "GET", pattern: "/api/users/{id}", role: RoleSupport, serve: h.getUser},
+		{method: "GET", pattern: "/api/openapi.json", role: roleSupport, serve: h.getOpenAPI},
+		{method: "GET", pattern: "/api/status", role: roleSupport, serve: h.getStatus},
+		{method: "POST", pattern: "/api/sync", role: roleAdmin, serve: h.postSync},
+		{method: "POST", pattern: "/api/reset", role: roleAdmin, serve: h.postReset},
+		{method: "GET", pattern: "/api/runs", role: roleSupport, serve: h.listRuns},
+		{method: "GET", pattern: "/api/runs/{id}", role: roleSupport, serve: h.getRun},
+		{method: "POST", pattern: "/api/runs/{id}/cancel", role: roleAdmin, serve: h.cancelRun},
+		{method: "GET", pattern: "/api/runs/{id}/log", role: roleSupport, serve: h.getRunLog},
+		{method: "GET", pattern: "/api/runs/{id}/log/link", role: roleSupport, serve: h.getRunLogLink},
+		{method: "GET", pattern: "/api/runs/{id}/deletions", role: roleSupport, serve: h.listDeletions},
+		{method: "POST", pattern: "/api/runs/{id}/deletions/approve", role: roleAdmin, serve: h.approveDeletions},
+		{method: "POST", pattern: "/api/runs/{id}/deletions/reject", role: roleAdmin, serve: h.rejectDeletions},
+		{method: "GET", pattern: "/api/settings", role: roleSupport, serve: h.getSettings},
+		{method: "PUT", pattern: "/api/settings", role: roleAdmin, serve: h.putSettings},
+		{method: "GET", pattern: "/api/audit", role: roleSupport, serve: h.listAudit},
+		{method: "GET", pattern: "/api/users", role: roleSupport, serve: h.listUsers},
+		{method: "GET", pattern: "/api/users/{id}", role: roleSupport, serve: h.getUser},
 	}
 	for _, rt := range rs {
 		rt.parts = strings.Split(strings.TrimPrefix(rt.pattern, "/"), "/")
@@ -238,7 +238,7 @@ type call struct {
 	w         http.ResponseWriter // only for http.MaxBytesReader
 	ctx       context.Context
 	params    map[string]string
-	caller    Caller
+	caller    caller
 	requestID string
 	h         *Handler
 }
@@ -399,6 +399,9 @@ func (h *Handler) logRequest(r *http.Request, w *statusWriter, c *call, pattern 
 		attrs = append(attrs, "note", note)
 	}
 	level := slog.LevelInfo
+	if pattern == "/api/health" && w.status == http.StatusOK {
+		level = slog.LevelDebug // probes every few seconds: only noise at Info
+	}
 	if w.status >= 500 || note != "" {
 		level = slog.LevelWarn
 	}

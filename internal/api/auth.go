@@ -13,22 +13,22 @@ import (
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
-// Role is what a caller may do. Roles are ordered: admin includes support.
-type Role int
+// access is what a caller may do. Roles are ordered: admin includes support.
+type access int
 
 const (
-	RoleNone    Role = iota
-	RoleSupport      // read-only
-	RoleAdmin        // everything
+	roleNone    access = iota
+	roleSupport        // read-only
+	roleAdmin          // everything
 	// roleAnonymous marks routes open to anyone (health).
-	roleAnonymous Role = -1
+	roleAnonymous access = -1
 )
 
-func (r Role) String() string {
+func (r access) String() string {
 	switch r {
-	case RoleSupport:
+	case roleSupport:
 		return "support"
-	case RoleAdmin:
+	case roleAdmin:
 		return "admin"
 	case roleAnonymous:
 		return "anonymous"
@@ -42,12 +42,12 @@ const (
 	AppRoleSupport = "EntraSync.Support"
 )
 
-// Caller is who made a request.
-type Caller struct {
+// caller is who made a request.
+type caller struct {
 	// Name is recorded in audit rows and runs: the principal's name, or
 	// "key:admin" / "key:support" for function keys. Never a secret.
 	Name string
-	Role Role
+	Role access
 	// How says how the caller was identified ("easyauth", "key", "").
 	How string
 }
@@ -79,15 +79,15 @@ type authenticator struct {
 }
 
 // identify returns the caller of r. A request without credentials is
-// RoleNone with no error; credentials that are present but wrong are an
+// roleNone with no error; credentials that are present but wrong are an
 // EUNAUTHORIZED error.
-func (a *authenticator) identify(r *http.Request) (Caller, error) {
-	var best Caller
+func (a *authenticator) identify(r *http.Request) (caller, error) {
+	var best caller
 	if a.trustEasyAuth {
 		if h := r.Header.Get(principalHeader); h != "" {
 			p, err := a.principal(h, r.Header.Get("X-Ms-Client-Principal-Name"))
 			if err != nil {
-				return Caller{}, err
+				return caller{}, err
 			}
 			best = p
 		}
@@ -100,9 +100,9 @@ func (a *authenticator) identify(r *http.Request) (Caller, error) {
 		role := a.keyRole(key)
 		switch {
 		case role > best.Role:
-			best = Caller{Name: "key:" + role.String(), Role: role, How: "key"}
-		case role == RoleNone && best.How == "":
-			return Caller{}, &dirsync.Error{Code: dirsync.EUNAUTHORIZED,
+			best = caller{Name: "key:" + role.String(), Role: role, How: "key"}
+		case role == roleNone && best.How == "":
+			return caller{}, &dirsync.Error{Code: dirsync.EUNAUTHORIZED,
 				Message: "the function key is not an admin or support key of this API",
 				Hint:    "Send the admin or support key in the x-functions-key header (locally, `make run` prints both)."}
 		}
@@ -110,54 +110,54 @@ func (a *authenticator) identify(r *http.Request) (Caller, error) {
 	return best, nil
 }
 
-func (a *authenticator) keyRole(key string) Role {
+func (a *authenticator) keyRole(key string) access {
 	sum := sha256.Sum256([]byte(key))
 	h := []byte(hex.EncodeToString(sum[:]))
 	// Compare with every hash, so timing does not tell which list matched.
-	role := RoleNone
+	role := roleNone
 	for _, want := range a.support {
 		if subtle.ConstantTimeCompare(h, want) == 1 {
-			role = max(role, RoleSupport)
+			role = max(role, roleSupport)
 		}
 	}
 	for _, want := range a.admin {
 		if subtle.ConstantTimeCompare(h, want) == 1 {
-			role = RoleAdmin
+			role = roleAdmin
 		}
 	}
 	return role
 }
 
-func (a *authenticator) principal(header, nameHeader string) (Caller, error) {
+func (a *authenticator) principal(header, nameHeader string) (caller, error) {
 	bad := &dirsync.Error{Code: dirsync.EUNAUTHORIZED, Message: "the x-ms-client-principal header could not be read",
 		Hint: "It is set by App Service Authentication; sign in again, or check the function app's authentication settings."}
 	if len(header) > 64<<10 {
-		return Caller{}, bad
+		return caller{}, bad
 	}
 	raw, err := base64.StdEncoding.DecodeString(header)
 	if err != nil {
 		if raw, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(header, "=")); err != nil {
-			return Caller{}, bad
+			return caller{}, bad
 		}
 	}
 	var p clientPrincipal
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return Caller{}, bad
+		return caller{}, bad
 	}
 	roleType := p.RoleType
 	if roleType == "" {
 		roleType = "roles"
 	}
-	c := Caller{Role: RoleNone, How: "easyauth"}
+	c := caller{Role: roleNone, How: "easyauth"}
 	names := map[string]string{}
 	for _, cl := range p.Claims {
 		switch cl.Type {
 		case roleType, "roles", claimRoleLong:
 			switch cl.Value {
 			case AppRoleAdmin:
-				c.Role = RoleAdmin
+				c.Role = roleAdmin
 			case AppRoleSupport:
-				c.Role = max(c.Role, RoleSupport)
+				c.Role = max(c.Role, roleSupport)
 			}
 		}
 		if names[cl.Type] == "" {
@@ -197,7 +197,7 @@ func cleanName(s string) string {
 }
 
 // authorize checks that c may call a route needing role need.
-func authorize(c Caller, need Role, trustEasyAuth bool) error {
+func authorize(c caller, need access, trustEasyAuth bool) error {
 	if need == roleAnonymous || c.Role >= need {
 		return nil
 	}
@@ -208,7 +208,7 @@ func authorize(c Caller, need Role, trustEasyAuth bool) error {
 		}
 		return &dirsync.Error{Code: dirsync.EUNAUTHORIZED, Message: "this endpoint needs a signed-in caller or a function key", Hint: hint}
 	}
-	if need == RoleAdmin && c.Role == RoleSupport {
+	if need == roleAdmin && c.Role == roleSupport {
 		return &dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "this action needs the admin role; you have the support role (read-only)",
 			Hint: "Ask an admin to do it, or to give you the EntraSync.Admin app role (or use the admin key)."}
 	}
