@@ -183,20 +183,23 @@ func (s *Stack) Close() error {
 // APIURL is the base of the admin API, e.g. http://127.0.0.1:7071/api.
 func (s *Stack) APIURL() string { return s.Host.URL() + "/api" }
 
-// Call sends an API request with key (AdminKey, SupportKey or "") and
-// decodes a JSON answer into out (if not nil). It returns the status code.
-func (s *Stack) Call(ctx context.Context, key, method, path string, body any, out any) (int, error) {
+// Do sends an API request with key (AdminKey, SupportKey or "") and extra
+// headers, and returns the response with its body read.
+func (s *Stack) Do(ctx context.Context, key, method, path string, body any, header http.Header) (*http.Response, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, err
+			return nil, nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, s.APIURL()+path, rd)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if key != "" {
 		req.Header.Set("x-functions-key", key)
@@ -206,12 +209,19 @@ func (s *Stack) Call(ctx context.Context, key, method, path string, body any, ou
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
+	return resp, data, err
+}
+
+// Call is Do for JSON: it decodes the answer into out (if not nil) and
+// returns the status code.
+func (s *Stack) Call(ctx context.Context, key, method, path string, body any, out any) (int, error) {
+	resp, data, err := s.Do(ctx, key, method, path, body, nil)
 	if err != nil {
-		return resp.StatusCode, err
+		return 0, err
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
