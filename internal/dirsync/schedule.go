@@ -10,7 +10,8 @@ import (
 	_ "time/tzdata"
 )
 
-// When a schedule is due.
+// Next returns the first due time strictly after after; false when there is
+// none (manual, a one-time sync already past, an invalid schedule).
 //
 // Every recurring frequency is defined on the wall clock of TimeZone, so an
 // admin who asks for "daily at 02:30 Europe/Berlin" gets 02:30 on the clock in
@@ -35,15 +36,15 @@ import (
 // day: the due wall times are 00:00, 00:N, 00:2N, ... up to 23:59, the same
 // list every day, so "every 30 minutes" means :00 and :30 on the local clock,
 // even right after a DST change. When N does not divide 1440 the last slot of
-// a day is followed by the next midnight sooner than N. Between two
-// consecutive due times there are never more than N real minutes (a slot in a
-// skipped hour moves by the jump, both occurrences of a repeated one run).
+// a day is followed by the next midnight sooner than N. When N divides 60,
+// due times are exactly N real minutes apart all year in zones whose shift is
+// a whole hour (a slot in the skipped hour moves onto a real one, both
+// occurrences of a repeated one run). Otherwise an interval around a change
+// can be shorter, or longer by up to the shift: every 90 minutes in Berlin
+// runs at 01:30 CEST and then 03:00 CET, 150 minutes later, on fall-back day.
 //
 // "once" is the instant At, whatever TimeZone says. "manual" is never due.
 // An invalid schedule (see Schedule.Validate) is never due either.
-
-// Next returns the first due time strictly after after; false when there is
-// none (manual, a one-time sync already past, an invalid schedule).
 func (sc Schedule) Next(after time.Time) (time.Time, bool) {
 	if sc.Frequency == "once" {
 		if sc.At != nil && sc.At.After(after) {
