@@ -37,7 +37,7 @@ func (u User) MarshalJSON() ([]byte, error) {
 		m[k] = v
 	}
 	m["id"] = u.ID
-	return json.Marshal(m)
+	return marshal(m), nil
 }
 
 // UnmarshalJSON reads the flat form. Values must be strings, booleans or
