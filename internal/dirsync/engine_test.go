@@ -615,3 +615,21 @@ func TestPartialDeltaUpdatesKeepUnsentFields(t *testing.T) {
 		t.Errorf("directory (-want +got):\n%s", diff)
 	}
 }
+
+func TestValidKeyCountsUTF16(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		ok  bool
+	}{
+		{strings.Repeat("a", 512), true},
+		{strings.Repeat("a", 513), false},
+		{strings.Repeat("é", 512), true}, // 1024 bytes, 512 units
+		{strings.Repeat("😀", 256), true},
+		{strings.Repeat("😀", 257), false},
+		{"a/b", false}, {"a#b", false}, {"a?b", false}, {"a\\b", false}, {"a\x01b", false}, {"", false},
+	} {
+		if got := dirsync.ValidKey(tc.key) == ""; got != tc.ok {
+			t.Errorf("ValidKey(%.20q...) ok = %v, want %v", tc.key, got, tc.ok)
+		}
+	}
+}

@@ -19,20 +19,29 @@ func Bucket(s string) string {
 	return fmt.Sprintf("b%02d", h.Sum32()%UserBuckets)
 }
 
-// maxKeyLen is Azure Table Storage's limit on PartitionKey and RowKey (1 KiB).
-const maxKeyLen = 1024
+// maxKeyUnits is Azure Table Storage's limit on PartitionKey and RowKey:
+// 1 KiB, counted in UTF-16 code units (512 of them).
+const maxKeyUnits = 512
 
 // ValidKey reports why s cannot be a table key ("" when it can): Azure forbids
-// '/', '\', '#', '?' and control characters, and limits keys to 1 KiB.
+// '/', '\\', '#', '?' and control characters, and limits keys to 1 KiB of
+// UTF-16 (512 code units).
 func ValidKey(s string) string {
 	if s == "" {
 		return "is empty"
 	}
-	if len(s) > maxKeyLen {
-		return "is longer than 1 KiB"
-	}
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
+	}
+	units := 0
+	for _, r := range s {
+		units++
+		if r >= 0x10000 {
+			units++ // a surrogate pair
+		}
+	}
+	if units > maxKeyUnits {
+		return "is longer than 1 KiB (512 UTF-16 code units)"
 	}
 	for _, r := range s {
 		switch {
