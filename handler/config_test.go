@@ -1,0 +1,88 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func validEnv() map[string]string {
+	sum := sha256.Sum256([]byte("admin-key"))
+	return map[string]string{
+		"STORAGE_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=secret-account-key;TableEndpoint=http://127.0.0.1:1/devstoreaccount1;",
+		"ServiceBusConnection":      "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=secret-sas",
+		"GRAPH_TENANT_ID":           "t", "GRAPH_CLIENT_ID": "c", "GRAPH_CLIENT_SECRET": "graph-secret",
+		"ADMIN_KEY_SHA256": hex.EncodeToString(sum[:]),
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := LoadConfig(env(validEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{c.TablePrefix, c.LogContainer, c.MaxDeliveries, c.LogLevel, len(c.AdminKeyHashes), c.TrustEasyAuth}
+	want := []any{"entrasync", "sync-logs", 10, slog.LevelInfo, 1, false}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigFallsBackToAzureWebJobsStorage(t *testing.T) {
+	e := validEnv()
+	delete(e, "STORAGE_CONNECTION_STRING")
+	e["AzureWebJobsStorage"] = "UseThis"
+	c, err := LoadConfig(env(e))
+	if err != nil || c.StorageConnectionString != "UseThis" {
+		t.Errorf("got %q, %v", c.StorageConnectionString, err)
+	}
+}
+
+func TestLoadConfigErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  map[string]string
+		setting string
+	}{
+		{"no storage", map[string]string{"STORAGE_CONNECTION_STRING": ""}, "STORAGE_CONNECTION_STRING"},
+		{"both storage kinds", map[string]string{"STORAGE_ACCOUNT_NAME": "acct"}, "STORAGE_ACCOUNT_NAME"},
+		{"no queue", map[string]string{"ServiceBusConnection": ""}, "ServiceBusConnection"},
+		{"bad deliveries", map[string]string{"SYNC_MAX_DELIVERIES": "lots"}, "SYNC_MAX_DELIVERIES"},
+		{"bad bool", map[string]string{"GRAPH_USE_MANAGED_IDENTITY": "sometimes"}, "GRAPH_USE_MANAGED_IDENTITY"},
+		{"key, not hash", map[string]string{"ADMIN_KEY_SHA256": "my-plain-key"}, "ADMIN_KEY_SHA256"},
+		{"bad support hash", map[string]string{"SUPPORT_KEY_SHA256": "abc"}, "SUPPORT_KEY_SHA256"},
+		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"missing CA file", map[string]string{"GRAPH_TRUSTED_CA_FILE": "/nonexistent/ca.pem"}, "GRAPH_TRUSTED_CA_FILE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := validEnv()
+			for k, v := range tc.change {
+				e[k] = v
+			}
+			_, err := LoadConfig(env(e))
+			if err == nil || !strings.Contains(err.Error(), "app setting "+tc.setting+":") {
+				t.Fatalf("error %v does not name %s", err, tc.setting)
+			}
+			for _, secret := range []string{"secret-account-key", "secret-sas", "graph-secret", "my-plain-key"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error leaks a secret: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigReportsEveryErrorAtOnce(t *testing.T) {
+	_, err := LoadConfig(env(map[string]string{"LOG_LEVEL": "loud"}))
+	for _, s := range []string{"STORAGE_CONNECTION_STRING", "ServiceBusConnection", "LOG_LEVEL"} {
+		if err == nil || !strings.Contains(err.Error(), s) {
+			t.Errorf("error %v does not mention %s", err, s)
+		}
+	}
+}
