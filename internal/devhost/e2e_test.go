@@ -49,6 +49,7 @@ type appSpec struct {
 	maxConcurrent int
 	tickSchedule  string
 	runOnStartup  bool
+	lockRenewal   string
 }
 
 type testApp struct {
@@ -83,13 +84,16 @@ func writeApp(t *testing.T, spec appSpec) *testApp {
 	if spec.maxConcurrent == 0 {
 		spec.maxConcurrent = 4
 	}
+	if spec.lockRenewal == "" {
+		spec.lockRenewal = "00:05:00"
+	}
 	if spec.tickSchedule == "" {
 		spec.tickSchedule = "0 0 0 1 1 *" // once a year: never during a test
 	}
 	writeJSONFile(t, filepath.Join(dir, "host.json"), map[string]any{
 		"version":         "2.0",
 		"functionTimeout": "00:00:30",
-		"extensions":      map[string]any{"serviceBus": map[string]any{"maxConcurrentCalls": spec.maxConcurrent}},
+		"extensions":      map[string]any{"serviceBus": map[string]any{"maxConcurrentCalls": spec.maxConcurrent, "maxAutoLockRenewalDuration": spec.lockRenewal}},
 		"customHandler": map[string]any{
 			"description":               map[string]any{"defaultExecutablePath": "handler", "arguments": []string{}},
 			"enableProxyingHttpRequest": spec.proxying,
@@ -700,5 +704,28 @@ func TestStartFailsClearly(t *testing.T) {
 				t.Errorf("Start error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestQueueLockExpiry(t *testing.T) {
+	// The lock lasts LockDuration + maxAutoLockRenewalDuration = 200ms; the
+	// first delivery runs 800ms, so Service Bus would deliver the message
+	// again meanwhile, and refuse the first delivery's completion.
+	f := startHost(t, appSpec{lockRenewal: "00:00:00.1"}, func(o *Options) { o.LockDuration = 100 * time.Millisecond })
+	if _, err := f.h.Send("work", Message{ID: "slow", Body: []byte(`{"sleepFirstMs":800}`)}); err != nil {
+		t.Fatal(err)
+	}
+	recs := f.waitFor(t, "both deliveries", func(r []record) bool { return len(filter(r, "decoded", "Work")) == 2 })
+	got := filter(recs, "decoded", "Work")
+	// The second delivery ends first: the first was still sleeping.
+	if got[0].DeliveryCount != 2 || got[1].DeliveryCount != 1 {
+		t.Errorf("deliveries in order of completion = %+v, want counts 2 then 1", got)
+	}
+	f.waitIdle(t)
+	if c, _ := f.h.QueueCounts("work"); c != (QueueCounts{Queue: "work"}) {
+		t.Errorf("counts = %+v, want an empty queue", c)
+	}
+	if !strings.Contains(f.logs.String(), "lost its message lock") {
+		t.Errorf("no lock-lost warning in the log")
 	}
 }

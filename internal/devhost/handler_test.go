@@ -63,6 +63,7 @@ type workOrder struct {
 	Fail       int             `json:"fail"`       // fail while DeliveryCount <= Fail
 	FailAlways bool            `json:"failAlways"` // never succeed
 	SleepMS    int             `json:"sleepMs"`
+	SleepFirst int             `json:"sleepFirstMs"` // sleep on the first delivery only
 	Send       json.RawMessage `json:"send"` // a message to send to the "work" queue first
 }
 
@@ -95,6 +96,9 @@ func runTestHandler() {
 		}
 		var order workOrder
 		json.Unmarshal(m.Body, &order)
+		if order.SleepFirst > 0 && m.DeliveryCount == 1 {
+			time.Sleep(time.Duration(order.SleepFirst) * time.Millisecond)
+		}
 		if order.SleepMS > 0 {
 			time.Sleep(time.Duration(order.SleepMS) * time.Millisecond)
 		}

@@ -47,6 +47,11 @@ type Options struct {
 	// RedeliveryDelay is how long an abandoned message waits before its next
 	// delivery. Default 1s.
 	RedeliveryDelay time.Duration
+	// LockDuration is the queue's message lock duration. A delivery keeps
+	// its lock for LockDuration plus host.json's maxAutoLockRenewalDuration;
+	// past that the lock is lost and the message is delivered again. Default
+	// 1 minute, as Service Bus.
+	LockDuration time.Duration
 	// MaxMessageSize caps body plus properties. Default 256 KiB (Standard).
 	MaxMessageSize int
 	// FunctionTimeout overrides host.json's functionTimeout: a queue or timer
@@ -126,6 +131,9 @@ func New(opts Options) (*Host, error) {
 	if opts.RedeliveryDelay == 0 {
 		opts.RedeliveryDelay = time.Second
 	}
+	if opts.LockDuration == 0 {
+		opts.LockDuration = time.Minute
+	}
 	if opts.MaxMessageSize == 0 {
 		opts.MaxMessageSize = 256 << 10
 	}
@@ -141,7 +149,7 @@ func New(opts Options) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.DuplicateDetectionWindow < 0 || opts.RedeliveryDelay < 0 || opts.StartTimeout < 0 || opts.RestartDelay < 0 || opts.FunctionTimeout < 0 {
+	if opts.DuplicateDetectionWindow < 0 || opts.RedeliveryDelay < 0 || opts.StartTimeout < 0 || opts.RestartDelay < 0 || opts.FunctionTimeout < 0 || opts.LockDuration < 0 {
 		return nil, errors.New("durations in Options must not be negative")
 	}
 
@@ -246,7 +254,8 @@ func (h *Host) queue(name string, create bool) *queue {
 		q = &queue{
 			name: name, maxDelivery: h.opts.MaxDeliveryCount, dupWindow: h.opts.DuplicateDetectionWindow,
 			redelivery: h.opts.RedeliveryDelay, maxSize: h.opts.MaxMessageSize,
-			changed: h.changed, seen: map[string]time.Time{},
+			lockLimit: h.opts.LockDuration + h.cfg.lockRenewal,
+			changed:   h.changed, seen: map[string]time.Time{},
 		}
 		h.queues[key] = q
 	}
@@ -299,7 +308,10 @@ func (h *Host) start(ctx context.Context) error {
 			h.wg.Add(1)
 			go func() {
 				defer h.wg.Done()
-				q.consume(h.bg, deliver, time.Now)
+				q.consume(h.bg, deliver, time.Now, func(m *message) {
+					h.log.Warn("devhost: a delivery lost its message lock; the message is delivered again while it still runs",
+						"function", fn.Name, "message_id", m.ID, "delivery_count", m.deliveryCount, "lock_limit", q.lockLimit)
+				})
 			}()
 		}
 	}
@@ -414,6 +426,9 @@ func (h *Host) invoke(ctx context.Context, fn *Function, reason string, payload 
 }
 
 func (h *Host) post(ctx context.Context, fn *Function, invID string, payload any) (*handlerResponse, error) {
+	if h.proc == nil {
+		return nil, errors.New("the devhost is not started: call Start first")
+	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the payload: %v", err)

@@ -101,7 +101,12 @@ type queue struct {
 	dupWindow   time.Duration
 	redelivery  time.Duration
 	maxSize     int
-	changed     *notifier // shared by all queues of a host
+	// lockLimit is how long a delivery keeps its lock: the lock duration
+	// plus maxAutoLockRenewalDuration. A delivery running longer loses the
+	// lock and the message is delivered again while it still runs, as with
+	// Service Bus. Zero: no limit.
+	lockLimit time.Duration
+	changed   *notifier // shared by all queues of a host
 
 	mu   sync.Mutex
 	seq  int64
@@ -189,32 +194,55 @@ func (q *queue) lock(now time.Time) (*message, time.Duration) {
 	return &cp, 0
 }
 
-// settle completes the delivery of the locked message seq: a nil err
+// settle completes the delivery of message seq under lockToken: a nil err
 // completes (deletes) it; an error abandons it, so it is redelivered after the
 // redelivery delay, or dead-lettered once it has been delivered maxDelivery
-// times.
-func (q *queue) settle(seq int64, err error, now time.Time) (deadLettered bool) {
+// times. A delivery whose lock was lost settles nothing (lost is true).
+func (q *queue) settle(seq int64, lockToken string, err error, now time.Time) (lost bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	defer q.changed.notify()
 	i := slices.IndexFunc(q.msgs, func(m *message) bool { return m.seq == seq })
-	if i < 0 {
-		return false
+	if i < 0 || q.msgs[i].state != stateLocked || q.msgs[i].lockToken != lockToken {
+		return true
 	}
-	m := q.msgs[i]
 	if err == nil {
 		q.msgs = slices.Delete(q.msgs, i, i+1)
 		return false
 	}
-	m.lastError = err.Error()
+	q.abandon(i, err.Error(), now)
+	return false
+}
+
+// abandon puts q.msgs[i] back for redelivery, or dead-letters it. q.mu is held.
+func (q *queue) abandon(i int, reason string, now time.Time) {
+	m := q.msgs[i]
+	m.lastError = reason
 	if m.deliveryCount >= q.maxDelivery {
 		q.msgs = slices.Delete(q.msgs, i, i+1)
 		q.dead = append(q.dead, m)
-		return true
+		return
 	}
 	m.state = stateActive
 	m.availableAt = now.Add(q.redelivery)
-	return false
+}
+
+// expireLock ends the lock of a delivery that ran past lockLimit: the message
+// becomes deliverable again (or is dead-lettered) while the first delivery
+// may still run.
+func (q *queue) expireLock(seq int64, lockToken string, now time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := slices.IndexFunc(q.msgs, func(m *message) bool { return m.seq == seq })
+	if i < 0 || q.msgs[i].state != stateLocked || q.msgs[i].lockToken != lockToken {
+		return false
+	}
+	q.abandon(i, fmt.Sprintf("the lock expired after %s: the function ran longer than the lock duration plus maxAutoLockRenewalDuration", q.lockLimit), now)
+	if j := slices.IndexFunc(q.msgs, func(m *message) bool { return m.seq == seq }); j >= 0 {
+		q.msgs[j].availableAt = now // a lost lock is not an abandon: no redelivery delay
+	}
+	q.changed.notify()
+	return true
 }
 
 func (q *queue) counts(now time.Time) QueueCounts {
@@ -263,7 +291,11 @@ func (q *queue) idle(now time.Time, includeScheduled bool) bool {
 
 // consume runs one consumer: it locks messages and hands them to deliver
 // until ctx ends.
-func (q *queue) consume(ctx context.Context, deliver func(ctx context.Context, m *message) error, now func() time.Time) {
+//
+// onLockLost, if set, is told when a delivery's lock expires; that
+// delivery's outcome is then ignored, as Service Bus refuses to complete a
+// message whose lock was lost.
+func (q *queue) consume(ctx context.Context, deliver func(ctx context.Context, m *message) error, now func() time.Time, onLockLost func(m *message)) {
 	for {
 		wake := q.changed.wait()
 		m, wait := q.lock(now())
@@ -287,24 +319,35 @@ func (q *queue) consume(ctx context.Context, deliver func(ctx context.Context, m
 			}
 			continue
 		}
+		var expiry *time.Timer
+		if q.lockLimit > 0 {
+			expiry = time.AfterFunc(q.lockLimit, func() {
+				if q.expireLock(m.seq, m.lockToken, now()) && onLockLost != nil {
+					onLockLost(m)
+				}
+			})
+		}
 		err := deliver(ctx, m)
+		if expiry != nil {
+			expiry.Stop()
+		}
 		if ctx.Err() != nil && err != nil {
 			// Shutting down: the lock is released without counting against
 			// the message, as a closing receiver's would be.
-			q.release(m.seq)
+			q.release(m.seq, m.lockToken)
 			return
 		}
-		q.settle(m.seq, err, now())
+		q.settle(m.seq, m.lockToken, err, now())
 	}
 }
 
 // release unlocks a message without a failed delivery (the host stopped).
-func (q *queue) release(seq int64) {
+func (q *queue) release(seq int64, lockToken string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	defer q.changed.notify()
 	for _, m := range q.msgs {
-		if m.seq == seq && m.state == stateLocked {
+		if m.seq == seq && m.state == stateLocked && m.lockToken == lockToken {
 			m.state = stateActive
 			m.deliveryCount--
 		}

@@ -32,7 +32,7 @@ func TestRouteMatching(t *testing.T) {
 		values       map[string]string
 	}{
 		{"/api/health", "GET", "Health", map[string]string{}},
-		{"/API/Health/", "GET", "Health", map[string]string{}},               // case-insensitive, trailing slash
+		{"/API/Health/", "GET", "Health", map[string]string{}},              // case-insensitive, trailing slash
 		{"/api/health", "POST", "Api", map[string]string{"path": "health"}}, // Health is GET only
 		{"/api/runs/42", "GET", "Run", map[string]string{"id": "42"}},       // constrained beats plain
 		{"/api/runs/abc", "GET", "RunAny", map[string]string{"name": "abc"}},
