@@ -278,9 +278,6 @@ func (h *Host) start(ctx context.Context) error {
 	h.ln = ln
 	h.url = "http://" + ln.Addr().String()
 	h.bg, h.stopBg = context.WithCancel(context.Background())
-	h.srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
-	go h.srv.Serve(ln)
-
 	env := os.Environ()
 	for k, v := range h.cfg.values {
 		env = append(env, k+"="+v)
@@ -291,6 +288,9 @@ func (h *Host) start(ctx context.Context) error {
 		"FUNCTIONS_APP_ROOT_PATH="+h.cfg.dir,
 	)
 	h.proc = newHandlerProc(h.cfg.executable, h.cfg.args, h.cfg.workingDir, env, h.opts.HandlerOutput, h.log, h.opts.StartTimeout, h.opts.RestartDelay)
+	// Serve before the handler starts: it may call the queue API at once.
+	h.srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	go h.srv.Serve(ln)
 	if err := h.proc.start(ctx); err != nil {
 		h.stopBg()
 		h.srv.Close()
@@ -337,14 +337,16 @@ func (h *Host) Close() error {
 		if h.stopBg == nil {
 			return
 		}
-		h.stopBg()
-		h.wg.Wait()
-		h.proc.shutdown(5 * time.Second)
+		// The server goes first, so no admin call starts work after the
+		// consumers and timers are told to stop.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := h.srv.Shutdown(ctx); err != nil {
 			h.srv.Close()
 		}
+		h.stopBg()
+		h.wg.Wait()
+		h.proc.shutdown(5 * time.Second)
 		h.client.CloseIdleConnections()
 		h.log.Info("devhost: stopped")
 	})
