@@ -577,7 +577,7 @@ func TestQueueDeadLetter(t *testing.T) {
 
 func TestQueueScheduled(t *testing.T) {
 	f := startHost(t, appSpec{}, nil)
-	due := time.Now().Add(400 * time.Millisecond).UTC()
+	due := time.Now().Add(1500 * time.Millisecond).UTC() // room for a slow machine to send "now" first
 	status, res := sendHTTP(t, f, fmt.Sprintf(`{"messageId":"later","body":"{}","scheduledEnqueueTimeUtc":%q}`, due.Format(time.RFC3339Nano)))
 	if status != http.StatusCreated || res["status"] != "scheduled" {
 		t.Fatalf("send scheduled = %d %v", status, res)
@@ -708,11 +708,11 @@ func TestStartFailsClearly(t *testing.T) {
 }
 
 func TestQueueLockExpiry(t *testing.T) {
-	// The lock lasts LockDuration + maxAutoLockRenewalDuration = 200ms; the
-	// first delivery runs 800ms, so Service Bus would deliver the message
+	// The lock lasts LockDuration + maxAutoLockRenewalDuration = 500ms; the
+	// first delivery runs 1.5s, so Service Bus would deliver the message
 	// again meanwhile, and refuse the first delivery's completion.
-	f := startHost(t, appSpec{lockRenewal: "00:00:00.1"}, func(o *Options) { o.LockDuration = 100 * time.Millisecond })
-	if _, err := f.h.Send("work", Message{ID: "slow", Body: []byte(`{"sleepFirstMs":800}`)}); err != nil {
+	f := startHost(t, appSpec{lockRenewal: "00:00:00.25"}, func(o *Options) { o.LockDuration = 250 * time.Millisecond })
+	if _, err := f.h.Send("work", Message{ID: "slow", Body: []byte(`{"sleepFirstMs":1500}`)}); err != nil {
 		t.Fatal(err)
 	}
 	recs := f.waitFor(t, "both deliveries", func(r []record) bool { return len(filter(r, "decoded", "Work")) == 2 })
