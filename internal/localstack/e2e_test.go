@@ -72,6 +72,8 @@ func start(t *testing.T, g graphsim.Config, host devhost.Options) *e2e {
 	conn := testenv.Storage(t)
 	prefix := testenv.UniqueName(t, "e2e")
 	host.DisableTimers = true
+	// Later delta rounds send a cleared property as null, as Graph does.
+	g.NullForClearedProperties = true
 	st, err := localstack.Start(ctx, localstack.Options{
 		Handler: handlerBinary(t), StorageConnectionString: conn, TablePrefix: prefix,
 		LogContainer: strings.ToLower(prefix), Graph: g, Host: host,
@@ -226,10 +228,15 @@ func TestFullThenIncrementalSyncEqualsGroundTruth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Pick users that are active (not duplicates) so the counts are plain.
+	// Pick active users whose email nobody else has, so the counts are plain
+	// (deleting a user whose email a duplicate waits for promotes that one).
+	perEmail := map[string]int{}
+	for _, u := range dir {
+		perEmail[u.Email]++
+	}
 	var active []string
 	for _, u := range users {
-		if dir[u.ID].Status == dirsync.StatusActive {
+		if d := dir[u.ID]; d.Status == dirsync.StatusActive && perEmail[d.Email] == 1 {
 			active = append(active, u.ID)
 		}
 	}
@@ -254,9 +261,58 @@ func TestFullThenIncrementalSyncEqualsGroundTruth(t *testing.T) {
 		t.Errorf("restore counters (-want +got):\n%s", diff)
 	}
 	e.checkDirectory()
+
+	// A duplicate is picked up when the user holding its email leaves, and a
+	// user missing a required attribute is skipped with the reason.
+	dir = e.directory()
+	var owner, waiting string
+	for id, u := range dir {
+		if u.Status == dirsync.StatusDuplicate {
+			owner, waiting = u.DuplicateOf, id
+			break
+		}
+	}
+	must(t, tenant.HardDeleteUser(owner))
+	noName, err := tenant.AddUser(graphsim.User{Attributes: map[string]any{"mail": "nameless@contoso.example", "userPrincipalName": "nameless@contoso.example"}})
+	must(t, err)
+	run = e.sync(false)
+	if diff := cmp.Diff(map[string]int64{"seen": 2, "deleted": 1, "skipped": 1}, nonZero(run.Counters)); diff != "" {
+		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+	dir = e.directory()
+	if u := dir[waiting]; u.Status != dirsync.StatusActive {
+		t.Errorf("duplicate %s is %s after its email's owner left, want active", waiting, u.Status)
+	}
+	if u := dir[noName.ID]; u.Status != dirsync.StatusSkipped || !strings.Contains(u.Reason, "displayName") {
+		t.Errorf("user without a display name: %s %q, want skipped naming displayName", u.Status, u.Reason)
+	}
+	if log := e.log(run.ID, "event=skipped,duplicate_resolved&format=csv"); !strings.Contains(log, "duplicate_resolved") || !strings.Contains(log, "missing required attribute") {
+		t.Errorf("run log (CSV) lacks the skip or the resolution:\n%s", log)
+	}
 }
 
-func nonZero(c map[string]int64) map[string]int64 {
+func TestHealthThroughTheHost(t *testing.T) {
+	e := start(t, graphsim.Config{}, devhost.Options{})
+	resp, body, err := e.stack.Do(e.ctx, "", http.MethodGet, "/health", nil, nil)
+	must(t, err)
+	var h struct {
+		Version string            `json:"version"`
+		Checks  map[string]string `json:"checks"`
+	}
+	must(t, jsonUnmarshal(body, &h))
+	if resp.StatusCode != http.StatusOK || h.Version == "" {
+		t.Errorf("GET /api/health: %d %s", resp.StatusCode, body)
+	}
+	// Anything else needs a key the host accepts.
+	if code, _ := e.stack.Call(e.ctx, "", http.MethodGet, "/status", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/status without a key: %d, want 401", code)
+	}
+	if code, _ := e.stack.Call(e.ctx, "wrong-key", http.MethodGet, "/status", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/status with a wrong key: %d, want 401", code)
+	}
+}
+
+func nonZero(c localstack.Counters) map[string]int64 {
 	out := map[string]int64{}
 	for k, v := range c {
 		if v != 0 {

@@ -225,7 +225,7 @@ func (s *Stack) Call(ctx context.Context, key, method, path string, body any, ou
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %d: not JSON: %.200s", method, path, resp.StatusCode, data)
+			return resp.StatusCode, fmt.Errorf("%s %s: %d: %v: %.200s", method, path, resp.StatusCode, err, data)
 		}
 	}
 	return resp.StatusCode, nil
@@ -233,13 +233,33 @@ func (s *Stack) Call(ctx context.Context, key, method, path string, body any, ou
 
 // RunInfo is the part of a run the stack's helpers look at.
 type RunInfo struct {
-	ID       string           `json:"id"`
-	Status   string           `json:"status"`
-	Mode     string           `json:"mode"`
-	Phase    string           `json:"phase"`
-	Error    string           `json:"error"`
-	Hint     string           `json:"hint"`
-	Counters map[string]int64 `json:"counters"`
+	ID       string   `json:"id"`
+	Status   string   `json:"status"`
+	Mode     string   `json:"mode"`
+	Phase    string   `json:"phase"`
+	Error    string   `json:"error"`
+	Hint     string   `json:"hint"`
+	Counters Counters `json:"counters"`
+}
+
+// Counters are a run's numeric counters by name (seen, added, ...).
+type Counters map[string]int64
+
+// UnmarshalJSON keeps the numeric counters and ignores nested ones
+// (skippedBy).
+func (c *Counters) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*c = Counters{}
+	for k, v := range raw {
+		var n int64
+		if json.Unmarshal(v, &n) == nil {
+			(*c)[k] = n
+		}
+	}
+	return nil
 }
 
 type runEnvelope struct {
@@ -271,19 +291,34 @@ func (s *Stack) SyncNow(ctx context.Context, full bool) (string, error) {
 	return env.get().ID, nil
 }
 
-// WaitRun polls GET /api/runs/{id} until the run leaves "running".
+// WaitRun polls GET /api/runs/{id} until the run leaves "running". While
+// the handler restarts (it may have been killed) the host answers 5xx or
+// not at all: those polls are retried for up to a minute.
 func (s *Stack) WaitRun(ctx context.Context, id string) (RunInfo, error) {
+	var lastErr error
+	var failingSince time.Time
 	for {
 		var env runEnvelope
 		code, err := s.Call(ctx, s.AdminKey, http.MethodGet, "/runs/"+id, nil, &env)
-		if err != nil {
-			return RunInfo{}, err
-		}
-		if code != http.StatusOK {
+		switch {
+		case err == nil && code == http.StatusOK:
+			failingSince = time.Time{}
+			if r := env.get(); r.Status != "running" {
+				return r, nil
+			}
+		case err == nil && code < 500:
 			return RunInfo{}, fmt.Errorf("GET /api/runs/%s: %d", id, code)
-		}
-		if r := env.get(); r.Status != "running" {
-			return r, nil
+		default:
+			if err == nil {
+				err = fmt.Errorf("GET /api/runs/%s: %d", id, code)
+			}
+			lastErr = err
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if time.Since(failingSince) > time.Minute {
+				return RunInfo{}, lastErr
+			}
 		}
 		select {
 		case <-ctx.Done():
