@@ -44,7 +44,7 @@ func run(users int, seed int64, port, pageSize int) error {
 	defer cancel()
 	stack, err := localstack.Start(startCtx, localstack.Options{
 		AppDir: root, BinDir: filepath.Join(root, "bin"), Addr: fmt.Sprintf("127.0.0.1:%d", port),
-		Graph:  graphsim.Config{Users: users, Seed: seed, PageSize: pageSize},
+		Graph:  graphsim.Config{Users: users, Seed: seed, PageSize: pageSize, NullForClearedProperties: true},
 		Logger: logger,
 	})
 	if err != nil {
