@@ -145,7 +145,7 @@ func TestFaultRoutingCountAndFraction(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.get("/users/delta", http.StatusOK) // other routes are untouched
-	for range 3 {                         // Count 0: until cleared
+	for range 3 {                        // Count 0: until cleared
 		if resp, _ := c.do(http.MethodGet, "/groups/delta", nil); resp.StatusCode != 500 {
 			t.Fatalf("groups/delta: %d, want 500", resp.StatusCode)
 		}
@@ -210,10 +210,9 @@ func TestFaultValidation(t *testing.T) {
 func TestThrottlingBudget(t *testing.T) {
 	clock := newFakeClock()
 	c := startSim(t, Config{Users: 3, RequestsPer10s: 3, Now: clock.Now})
-	for i := range 3 {
+	for range 3 {
 		c.get("/users/delta", http.StatusOK)
 		clock.Advance(time.Second)
-		_ = i
 	}
 	resp, body := c.do(http.MethodGet, "/users/delta", nil)
 	if resp.StatusCode != http.StatusTooManyRequests || errorCode(t, body) != "TooManyRequests" {

@@ -1,6 +1,9 @@
 package graphsim
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -211,9 +214,13 @@ func TestGenerate20kQuickly(t *testing.T) {
 	}
 }
 
+// BenchmarkGenerate200k also reports the heap a 200,000-user tenant keeps
+// (generated users are computed on demand, so it stays modest).
 func BenchmarkGenerate200k(b *testing.B) {
+	var s *Server
 	for b.Loop() {
-		s, err := New(Config{Users: 200000, Seed: 1})
+		var err error
+		s, err = New(Config{Users: 200000, Seed: 1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -221,6 +228,11 @@ func BenchmarkGenerate200k(b *testing.B) {
 			b.Fatalf("%d users", n)
 		}
 	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heapMiB")
+	runtime.KeepAlive(s)
 }
 
 func BenchmarkUsers200k(b *testing.B) {
@@ -228,6 +240,24 @@ func BenchmarkUsers200k(b *testing.B) {
 	for b.Loop() {
 		if n := len(tn.Users()); n != 200000 {
 			b.Fatalf("%d users", n)
+		}
+	}
+}
+
+// BenchmarkDeltaPage999 measures serving one 999-user first-round page of a
+// 200,000-user tenant (in process, without TLS).
+func BenchmarkDeltaPage999(b *testing.B) {
+	s := mustNew(b, Config{Users: 200000, Seed: 1})
+	tok := s.auth.issue(s.cfg.ClientID)
+	h := s.Handler()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodGet, "https://127.0.0.1/v1.0/users/delta?$select=displayName,mail,department,jobTitle,manager,businessPhones", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Prefer", "odata.maxpagesize=999")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 	}
 }

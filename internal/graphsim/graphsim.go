@@ -1,21 +1,3 @@
-// Package graphsim is a Microsoft Graph simulator: a real HTTPS server that
-// speaks the subset of Graph v1.0 entrasync uses (the client-credentials token
-// endpoint, /users/delta, /groups/delta, /users/{id}, /users,
-// /groups/{id}/transitiveMembers, user photos), over a seeded, generated
-// tenant that tests and developers mutate through a Go API (Tenant) or an
-// HTTP control API under /_sim/.
-//
-// It exists so the real msgraph-sdk-go client and azidentity run their real
-// flows end to end without Azure: the token endpoint issues opaque bearer
-// tokens that the Graph routes demand, delta rounds follow Graph's rules
-// (paging with nextLink, deltaLink at the end, @removed, manager@delta,
-// members@delta, $select-scoped change tracking, token expiry in all its
-// forms), and faults can be injected per route: throttling with Retry-After,
-// 5xx with or without a body, slow answers, dropped connections, malformed
-// pages and expired tokens.
-//
-// The server uses only the standard library. It listens on loopback with a
-// certificate generated at start; clients trust CertificatePEM.
 package graphsim
 
 import (
