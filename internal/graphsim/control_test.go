@@ -131,3 +131,14 @@ func TestControlAPIRoundTrip(t *testing.T) {
 	status, body = c.control("GET", "nothing-here", "")
 	expect(status, 404, body)
 }
+
+// `make run` prints the Graph base URL; the ground truth must be one path
+// away from it too.
+func TestControlAPIUnderTheGraphBaseURL(t *testing.T) {
+	c := startSim(t, Config{Users: 3, Seed: 1})
+	resp, body := c.do(http.MethodGet, c.sim.GraphBaseURL()+"/_sim/users", nil)
+	var all []User
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &all) != nil || len(all) != 3 {
+		t.Fatalf("GET <base URL>/_sim/users: %d %s", resp.StatusCode, body)
+	}
+}

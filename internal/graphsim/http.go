@@ -210,6 +210,12 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 	}()
 
 	path := r.URL.Path
+	// The control API also answers under the Graph base URL, so that
+	// "<graph base URL>/_sim/users", as `make run` prints it, works.
+	if rest, ok := strings.CutPrefix(path, "/v1.0/_sim"); ok && (rest == "" || rest[0] == '/') {
+		path = "/_sim" + rest
+		r.URL.Path = path
+	}
 	switch {
 	case path == "/_sim" || strings.HasPrefix(path, "/_sim/"):
 		route = "_sim"

@@ -1,0 +1,100 @@
+package localstack_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/entrasync/entrasync/internal/api"
+	"github.com/entrasync/entrasync/internal/devhost"
+	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/graphsim"
+)
+
+// TestEveryRouteThroughTheHostWithBothRoles calls every API route through
+// the local Functions host: no key is refused by the host, support may read
+// and is refused every write naming the admin role, admin reads everything.
+func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
+	e := start(t, graphsim.Config{Users: 40, Seed: 21, PageSize: 20}, devhost.Options{})
+	run := e.sync(false)
+	var userID string
+	for id, u := range e.directory() {
+		if u.Status == dirsync.StatusActive {
+			userID = id
+			break
+		}
+	}
+	h, err := api.New(api.Config{Service: &dirsync.Engine{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range h.Routes() {
+		path := strings.TrimPrefix(rt.Pattern, "/api")
+		if strings.HasPrefix(path, "/users/") {
+			path = strings.ReplaceAll(path, "{id}", userID)
+		}
+		path = strings.ReplaceAll(path, "{id}", run.ID)
+		t.Run(rt.Method+" "+rt.Pattern, func(t *testing.T) {
+			resp, body, err := e.stack.Do(e.ctx, "", rt.Method, path, nil, nil)
+			must(t, err)
+			if rt.Role == "anonymous" {
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("anonymous: %d %s", resp.StatusCode, body)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("no key: %d, want 401 from the host", resp.StatusCode)
+			}
+			resp, body, err = e.stack.Do(e.ctx, e.stack.SupportKey, rt.Method, path, nil, nil)
+			must(t, err)
+			switch rt.Role {
+			case "support":
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("support: %d %s", resp.StatusCode, body)
+				}
+				resp, body, err = e.stack.Do(e.ctx, e.stack.AdminKey, rt.Method, path, nil, nil)
+				must(t, err)
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("admin: %d %s", resp.StatusCode, body)
+				}
+			case "admin":
+				if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "admin") {
+					t.Errorf("support on a write: %d %s, want 403 naming the admin role", resp.StatusCode, body)
+				}
+			}
+			if strings.Contains(string(body), e.stack.AdminKey) || strings.Contains(string(body), e.stack.SupportKey) {
+				t.Errorf("a key is echoed in the response")
+			}
+		})
+	}
+
+	// Admin writes on a finished run are refused with a conflict that says why.
+	for _, action := range []string{"/cancel", "/deletions/approve", "/deletions/reject"} {
+		resp, body, err := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodPost, "/runs/"+run.ID+action, nil, nil)
+		must(t, err)
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), `"hint"`) {
+			t.Errorf("POST %s on a finished run: %d %s, want 409 with a hint", action, resp.StatusCode, body)
+		}
+	}
+	// Bad input through the host is a 4xx that says what was wrong.
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/runs/x'%20or%201%20eq%201", ""},
+		{"GET", "/users/not-a-guid", ""},
+		{"GET", "/runs?limit=0", ""},
+		{"GET", "/runs?token=garbage", ""},
+		{"POST", "/sync", `{"mode":"sideways"}`},
+		{"POST", "/sync", `{"mode":`},
+		{"GET", "/nowhere", ""},
+		{"DELETE", "/settings", ""},
+	} {
+		req, _ := http.NewRequestWithContext(e.ctx, tc.method, e.stack.APIURL()+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("x-functions-key", e.stack.AdminKey)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Errorf("%s %s %q: %d, want a 4xx", tc.method, tc.path, tc.body, resp.StatusCode)
+		}
+	}
+}
