@@ -62,7 +62,9 @@ func Build(ctx context.Context, opt Options) error {
 		if version == "" {
 			version = "dev"
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./handler")
+		// No -trimpath: it would change every package's cache key and
+		// recompile the Graph SDK (minutes) instead of reusing the cache.
+		cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", "-s -w -X main.version="+version, "-o", bin, "./handler")
 		cmd.Dir = opt.AppDir
 		cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
