@@ -170,9 +170,14 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, 
 		ev.Event, ev.Level, ev.Reason = EvSkipped, LevelWarn, u.Reason
 		lb.add(ev)
 	default:
-		owner, err := e.claimEmail(ctx, run, u.Email, u.ID)
-		if err != nil {
-			return nil, err
+		owner := u.ID
+		// An active user keeping its email already holds the claim: no
+		// storage call, so unchanged users cost nothing here.
+		if !had || old.Status != StatusActive || old.Email != u.Email {
+			var err error
+			if owner, err = e.claimEmail(ctx, run, u.Email, u.ID); err != nil {
+				return nil, err
+			}
 		}
 		if owner != u.ID {
 			u.Status, u.Action, u.DuplicateOf = StatusDuplicate, actDuplicate, owner
