@@ -65,19 +65,25 @@ type e2e struct {
 	prefix string
 }
 
-func start(t *testing.T, g graphsim.Config, host devhost.Options) *e2e {
+func start(t *testing.T, g graphsim.Config, host devhost.Options, settings ...map[string]string) *e2e {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	conn := testenv.Storage(t)
 	prefix := testenv.UniqueName(t, "e2e")
 	host.DisableTimers = true
+	appSettings := map[string]string{"LOG_LEVEL": "warn"}
+	for _, m := range settings {
+		for k, v := range m {
+			appSettings[k] = v
+		}
+	}
 	// Later delta rounds send a cleared property as null, as Graph does.
 	g.NullForClearedProperties = true
 	st, err := localstack.Start(ctx, localstack.Options{
 		Handler: handlerBinary(t), StorageConnectionString: conn, TablePrefix: prefix,
 		LogContainer: strings.ToLower(prefix), Graph: g, Host: host,
-		Settings: map[string]string{"LOG_LEVEL": "warn"},
+		Settings: appSettings,
 	})
 	if err != nil {
 		t.Fatal(err)
