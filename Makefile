@@ -30,7 +30,8 @@ build:
 ## run: Azurite + Graph simulator + local Functions host + handler, a first
 ## sync of a generated tenant, then the API stays up on localhost:$(PORT).
 run: install
-	$(GO) run ./internal/cmd/localrun -users $(USERS) -port $(PORT)
+	$(GO) build -o $(BIN)/localrun ./internal/cmd/localrun
+	$(BIN)/localrun -users $(USERS) -port $(PORT)
 
 ## vet: static checks.
 vet:
