@@ -105,7 +105,7 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 	}
 	now := h.now()
 	res := statusResponse{Status: st, Actions: []statusAction{},
-		DirectoryUsersNote: "Users in the directory after the last finished run (active, duplicate and skipped rows alike); filter GET /api/users by status for a breakdown."}
+		DirectoryUsersNote: "Users in the directory after the last finished run (active, duplicate and skipped rows alike); userCounts breaks them down by status."}
 	if a := st.ActiveRun; a != nil {
 		p := &runProgress{Run: *a}
 		if el := now.Sub(a.StartedAt); el > 0 {

@@ -38,7 +38,7 @@ func (e *Engine) RejectDeletions(ctx context.Context, runID, who string) (Run, e
 		if r.Status != RunBlocked {
 			return Errorf(ECONFLICT, "run %s is %s, not waiting for approval", runID, r.Status)
 		}
-		r.Status, r.Phase = RunRunning, PhaseFinishing
+		r.Status, r.Phase = RunRunning, PhaseCounting
 		return nil
 	})
 	if err != nil {
@@ -50,7 +50,7 @@ func (e *Engine) RejectDeletions(ctx context.Context, runID, who string) (Run, e
 	lb := e.newLog(run, nil)
 	lb.add(LogEvent{Event: EvRejected, Level: LevelWarn, Message: fmt.Sprintf("%d deletions rejected by %s; those users stay in the directory", run.PendingDeletions, who)})
 	e.flushLog(ctx, run, lb)
-	return run, e.send(ctx, WorkItem{Kind: WorkFinish, RunID: runID}, time.Time{})
+	return run, e.send(ctx, WorkItem{Kind: WorkCount, RunID: runID}, time.Time{})
 }
 
 // CancelRun stops a running or blocked run. Work already applied stays; the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -277,10 +278,81 @@ func (e *Engine) doDelete(ctx context.Context, run Run, w WorkItem) error {
 	if page.Continuation != "" {
 		return e.send(ctx, WorkItem{Kind: WorkDelete, RunID: run.ID, Cursor: page.Continuation}, time.Time{})
 	}
+	return e.startCount(ctx, run)
+}
+
+// startCount moves the run to counting users by status: once every change
+// of the run is applied, a bucket-by-bucket scan gives exact counts for the
+// status page, whatever happened before.
+func (e *Engine) startCount(ctx context.Context, run Run) error {
+	if _, err := e.updateRun(ctx, run.ID, func(r *Run) error { r.Phase = PhaseCounting; return nil }); err != nil {
+		return err
+	}
+	return e.send(ctx, WorkItem{Kind: WorkCount, RunID: run.ID}, time.Time{})
+}
+
+// doCount counts one chunk of a bucket by status and records the chunk's
+// counts once (insert-if-absent), so a redelivered chunk is not counted twice.
+func (e *Engine) doCount(ctx context.Context, run Run, w WorkItem) error {
+	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), Continuation: w.Cursor}
+	counts := map[string]int64{}
+	for range sweepPagesPerItem {
+		page, err := e.Store.Query(ctx, TableUsers, q)
+		if err != nil {
+			return err
+		}
+		for _, ent := range page.Entities {
+			counts[ent.Str("status")]++
+		}
+		q.Continuation = page.Continuation
+		if q.Continuation == "" {
+			break
+		}
+	}
+	props := map[string]any{}
+	for st, n := range counts {
+		if st != "" {
+			props["n_"+st] = n
+		}
+	}
+	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID + "|count",
+		RowKey: fmt.Sprintf("%02d-%s", w.Bucket, shortHash(w.Cursor)), Props: props})
+	if err != nil && !IsCode(err, ECONFLICT) {
+		return fmt.Errorf("record count chunk: %w", err)
+	}
+	switch {
+	case q.Continuation != "":
+		return e.send(ctx, WorkItem{Kind: WorkCount, RunID: run.ID, Bucket: w.Bucket, Cursor: q.Continuation}, time.Time{})
+	case w.Bucket+1 < UserBuckets:
+		return e.send(ctx, WorkItem{Kind: WorkCount, RunID: run.ID, Bucket: w.Bucket + 1}, time.Time{})
+	}
 	if _, err := e.updateRun(ctx, run.ID, func(r *Run) error { r.Phase = PhaseFinishing; return nil }); err != nil {
 		return err
 	}
 	return e.send(ctx, WorkItem{Kind: WorkFinish, RunID: run.ID}, time.Time{})
+}
+
+// statusCounts sums the count chunks of a run.
+func (e *Engine) statusCounts(ctx context.Context, runID string) (map[string]int64, error) {
+	out := map[string]int64{}
+	q := Query{PartitionKey: runID + "|count"}
+	for {
+		page, err := e.Store.Query(ctx, TablePages, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, ent := range page.Entities {
+			for k := range ent.Props {
+				if st, ok := strings.CutPrefix(k, "n_"); ok {
+					out[st] += ent.Int(k)
+				}
+			}
+		}
+		if page.Continuation == "" {
+			return out, nil
+		}
+		q.Continuation = page.Continuation
+	}
 }
 
 // deleteUser removes a user from the directory and from every group, and

@@ -105,7 +105,10 @@ type Status struct {
 	// keeps them 7 days, after which the next run is a full one.
 	DeltaTokenIssuedAt *time.Time `json:"deltaTokenIssuedAt,omitempty"`
 	DirectoryUsers     int64      `json:"directoryUsers"`
-	Actions            []Action   `json:"actions"`
+	// UserCounts counts directory users by status (active, duplicate,
+	// skipped) as of the end of the last finished run.
+	UserCounts map[string]int64 `json:"userCounts"`
+	Actions    []Action         `json:"actions"`
 }
 
 // Status gathers the status shown to admins and support.
@@ -138,8 +141,12 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	if delta.Link != "" {
 		st.DeltaTokenIssuedAt = &delta.IssuedAt
 	}
+	st.UserCounts = map[string]int64{StatusActive: 0, StatusDuplicate: 0, StatusSkipped: 0}
 	if ent, err := e.Store.Get(ctx, TableState, statePartition, statsRow); err == nil {
 		st.DirectoryUsers = ent.Int("users")
+		for k := range st.UserCounts {
+			st.UserCounts[k] = ent.Int("n_" + k)
+		}
 	}
 	if !s.Enabled {
 		st.Actions = append(st.Actions, Action{Code: "sync_disabled", Message: "Sync is disabled: Entra changes are not applied.",

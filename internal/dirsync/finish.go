@@ -70,20 +70,21 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 	return nil
 }
 
-// updateStats keeps the directory size the percentage threshold of delta
-// runs is taken of.
+// updateStats records the directory's size and its users by status, as
+// counted at the end of the run. The size is what the percentage threshold
+// of delta runs is taken of.
 func (e *Engine) updateStats(ctx context.Context, run Run, c Counters) error {
-	var users int64
-	if run.Mode == ModeFull {
-		users = c.Seen - c.Failed - c.Deleted
-	} else {
-		ent, err := e.Store.Get(ctx, TableState, statePartition, statsRow)
-		if err != nil && !IsCode(err, ENOTFOUND) {
-			return err
-		}
-		users = ent.Int("users") + c.Added - c.Deleted
+	counts, err := e.statusCounts(ctx, run.ID)
+	if err != nil {
+		return err
 	}
-	_, err := e.Store.Upsert(ctx, TableState, Entity{PartitionKey: statePartition, RowKey: statsRow,
-		Props: map[string]any{"users": max(users, 0), "runId": run.ID}})
+	props := map[string]any{"runId": run.ID}
+	var users int64
+	for st, n := range counts {
+		props["n_"+st] = n
+		users += n
+	}
+	props["users"] = users
+	_, err = e.Store.Upsert(ctx, TableState, Entity{PartitionKey: statePartition, RowKey: statsRow, Props: props})
 	return err
 }

@@ -31,6 +31,7 @@ const (
 	PhaseSweeping    = "sweeping"
 	PhaseDeciding    = "deciding"
 	PhaseDeleting    = "deleting"
+	PhaseCounting    = "counting"
 	PhaseFinishing   = "finishing"
 	PhaseDone        = "done"
 )

@@ -16,6 +16,7 @@ const (
 	WorkSweep   = "sweep"   // full runs: find users not seen in this run
 	WorkDecide  = "decide"  // check pending deletions against the threshold
 	WorkDelete  = "delete"  // apply pending deletions, a chunk at a time
+	WorkCount   = "count"   // count directory users by status, a bucket at a time
 	WorkFinish  = "finish"  // totals, save the delta token, release the lock
 )
 
@@ -60,7 +61,7 @@ func DecodeWorkItem(body []byte) (WorkItem, error) {
 		return w, Errorf(EINVALID, "work item is not valid JSON: %v", err)
 	}
 	switch w.Kind {
-	case WorkPage, WorkCollect, WorkSweep, WorkDecide, WorkDelete, WorkFinish:
+	case WorkPage, WorkCollect, WorkSweep, WorkDecide, WorkDelete, WorkCount, WorkFinish:
 	default:
 		return w, Errorf(EINVALID, "work item kind %q is unknown", w.Kind)
 	}

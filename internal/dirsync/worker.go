@@ -34,7 +34,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 	if err != nil {
 		return err
 	}
-	if run.Finished() || (run.Status == RunBlocked && w.Kind != WorkDelete && w.Kind != WorkFinish) {
+	if run.Finished() || run.Status == RunBlocked {
 		log.InfoContext(ctx, "work item for a run that is not running dropped", "status", run.Status)
 		return nil
 	}
@@ -53,6 +53,8 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		err = e.doDecide(ctx, run, settings, w)
 	case WorkDelete:
 		err = e.doDelete(ctx, run, w)
+	case WorkCount:
+		err = e.doCount(ctx, run, w)
 	case WorkFinish:
 		err = e.doFinish(ctx, run, settings, w)
 	}

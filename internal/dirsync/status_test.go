@@ -1,0 +1,40 @@
+package dirsync_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
+)
+
+func TestStatusCountsUsersByStatus(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.seed(40)
+	dup := person(2)
+	dup["mail"] = "user1@contoso.example"
+	e.source.Put(uid(2), dup)
+	noName := person(3)
+	delete(noName, "displayName")
+	e.source.Put(uid(3), noName)
+	e.sync(dirsynctest.DrainOptions{Duplicate: true})
+	st, err := e.engine.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{dirsync.StatusActive: 38, dirsync.StatusDuplicate: 1, dirsync.StatusSkipped: 1}
+	if diff := cmp.Diff(want, st.UserCounts); diff != "" || st.DirectoryUsers != 40 {
+		t.Errorf("user counts (-want +got):\n%s (total %d)", diff, st.DirectoryUsers)
+	}
+	// The owner leaves: the duplicate is promoted, counts follow.
+	e.source.Remove(uid(1), dirsync.RemovedDeleted)
+	e.sync(dirsynctest.DrainOptions{})
+	st, _ = e.engine.Status(ctx)
+	want = map[string]int64{dirsync.StatusActive: 38, dirsync.StatusDuplicate: 0, dirsync.StatusSkipped: 1}
+	if diff := cmp.Diff(want, st.UserCounts); diff != "" || st.DirectoryUsers != 39 {
+		t.Errorf("after a deletion (-want +got):\n%s (total %d)", diff, st.DirectoryUsers)
+	}
+}
