@@ -74,88 +74,15 @@ type groupItem struct {
 
 // handleGroupsDelta serves GET /v1.0/groups/delta.
 func (s *Server) handleGroupsDelta(w http.ResponseWriter, r *http.Request, c *call) {
-	t := s.tenant
-	q := r.URL.Query()
-	skip, _ := queryParam(q, "skiptoken")
-	delta, _ := queryParam(q, "deltatoken")
-	rawSel, hasSel := queryParam(q, "select")
-	rawFilter, hasFilter := queryParam(q, "filter")
-	if e, ok := queryParam(q, "expand"); ok && !strings.EqualFold(strings.TrimSpace(e), "members") {
+	if e, ok := queryParam(r.URL.Query(), "expand"); ok && !strings.EqualFold(strings.TrimSpace(e), "members") {
 		writeBadRequest(w, c, badf("$expand on groups delta supports only 'members'."))
 		return
 	}
-
-	var st stateToken
-	switch {
-	case skip != "":
-		var ok bool
-		if st, ok = s.readToken(w, r, c, skip, tokGroupsDelta, true); !ok {
-			return
-		}
-		if st.Delta {
-			writeBadRequest(w, c, badf("A deltatoken was passed as $skiptoken. Use the @odata.nextLink and @odata.deltaLink URLs as they are."))
-			return
-		}
-	case delta != "" && !strings.EqualFold(delta, "latest"):
-		prev, ok := s.readToken(w, r, c, delta, tokGroupsDelta, true)
-		if !ok {
-			return
-		}
-		if !prev.Delta {
-			writeBadRequest(w, c, badf("A skiptoken was passed as $deltatoken. Use the @odata.nextLink and @odata.deltaLink URLs as they are."))
-			return
-		}
-		t.mu.RLock()
-		st = stateToken{
-			Kind: tokGroupsDelta, Phase: phaseChanges, Base: prev.Base, End: t.version,
-			Select: prev.Select, NoSelect: prev.NoSelect, Filter: prev.Filter, Size: preferredPageSize(r), Epoch: t.epoch,
-		}
-		t.mu.RUnlock()
-		if hasSel {
-			sel, err := groupSelect(rawSel)
-			if err != nil {
-				writeBadRequest(w, c, err)
-				return
-			}
-			st.Select, st.NoSelect = sel, false
-		}
-	default:
-		t.mu.RLock()
-		st = stateToken{Kind: tokGroupsDelta, Phase: phaseEnumerate, Base: t.version, Size: preferredPageSize(r), Epoch: t.epoch}
-		t.mu.RUnlock()
-		var err error
-		if hasSel {
-			st.Select, err = groupSelect(rawSel)
-		} else {
-			st.Select, st.NoSelect = defaultGroupSelect, true
-		}
-		if err == nil && hasFilter {
-			st.Filter, err = parseIDFilter(rawFilter)
-		}
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
-		if strings.EqualFold(delta, "latest") {
-			s.writeGroupPage(w, r, st, nil, st, true)
-			return
-		}
-	}
-	s.serveGroupPage(w, r, st)
+	s.serveDelta(w, r, c, &groupsFeed)
 }
 
-func (s *Server) serveGroupPage(w http.ResponseWriter, r *http.Request, st stateToken) {
-	s.pageLatency(r)
-	quirks := s.tenant.currentQuirks()
-	if quirks.EmptyPageEvery > 0 && st.Page > 0 && st.Page%quirks.EmptyPageEvery == 0 && !st.Empty {
-		next := st
-		next.Empty = true
-		s.writeGroupPage(w, r, st, nil, next, false)
-		return
-	}
-	st.Empty = false
-	size := s.pageSize(r, st.Size)
-	t := s.tenant
+// groupDeltaPage fills a page of a groups delta round.
+func (t *Tenant) groupDeltaPage(st stateToken, size int, _ Quirks) (items []ordered, next stateToken, more bool) {
 	t.mu.Lock() // member lists are sorted into a cache
 	var list []groupItem
 	start, off := 0, st.Off
@@ -172,7 +99,7 @@ func (s *Server) serveGroupPage(w http.ResponseWriter, r *http.Request, st state
 	items, gi, off, more := t.groupItems(list, start, off, size, st)
 	t.mu.Unlock()
 
-	next := st
+	next = st
 	next.Page++
 	next.Off = off
 	if st.Phase == phaseEnumerate {
@@ -182,7 +109,7 @@ func (s *Server) serveGroupPage(w http.ResponseWriter, r *http.Request, st state
 	} else {
 		next.Pos = gi
 	}
-	s.writeGroupPage(w, r, st, items, next, !more)
+	return items, next, more
 }
 
 // groupItems fills a page from list, starting with group start at member
@@ -321,27 +248,4 @@ func (t *Tenant) groupChanges(st stateToken) []groupItem {
 		}
 	}
 	return list
-}
-
-func (s *Server) writeGroupPage(w http.ResponseWriter, r *http.Request, st stateToken, items []ordered, next stateToken, last bool) {
-	ctx := "groups"
-	if !st.NoSelect {
-		ctx += contextSelect(st.Select)
-	}
-	page := ordered{{"@odata.context", s.contextURL(r, ctx)}}
-	if last {
-		base := st.Base
-		if st.Phase == phaseChanges {
-			base = st.End
-		}
-		dt := stateToken{Kind: tokGroupsDelta, Delta: true, Base: base, Select: st.Select, NoSelect: st.NoSelect, Filter: st.Filter, Epoch: s.currentEpoch()}
-		page = append(page, kv{"@odata.deltaLink", s.linkBase(r) + "?$deltatoken=" + s.issue(dt)})
-	} else {
-		page = append(page, kv{"@odata.nextLink", s.linkBase(r) + "?$skiptoken=" + s.issue(next)})
-	}
-	if items == nil {
-		items = []ordered{}
-	}
-	page = append(page, kv{"value", items})
-	writeJSON(w, http.StatusOK, graphContentType, page)
 }

@@ -323,26 +323,17 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, c *call) {
 func (s *Server) applyGraphFault(w http.ResponseWriter, r *http.Request, c *call, f Fault) (done bool) {
 	switch f.Kind {
 	case KindSlow:
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return true
-		}
-		return false
+		return !waitSlow(r, f)
 	case KindDrop:
 		dropConnection(w, r)
 		return true
 	case KindThrottle:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", retryAfterHeader(f.RetryAfter))
-		}
+		setRetryAfter(w, f)
 		graphError(w, c, http.StatusTooManyRequests, "TooManyRequests",
 			"Too many requests. The application has been throttled; retry after the time in Retry-After.")
 		return true
 	case KindStatus, KindStatusEmpty:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", retryAfterHeader(f.RetryAfter))
-		}
+		setRetryAfter(w, f)
 		if f.Kind == KindStatusEmpty {
 			w.Header().Set("Content-Length", "0")
 			w.WriteHeader(f.Status)
@@ -380,18 +371,11 @@ func (s *Server) applyAuthFault(w http.ResponseWriter, r *http.Request, route st
 	}
 	switch f.Kind {
 	case KindSlow:
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return true
-		}
-		return false
+		return !waitSlow(r, f)
 	case KindDrop:
 		dropConnection(w, r)
 	case KindThrottle:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", retryAfterHeader(f.RetryAfter))
-		}
+		setRetryAfter(w, f)
 		s.oauthError(w, r, http.StatusTooManyRequests, "temporarily_unavailable", 50196,
 			"The server terminated an operation because it encountered a client request loop. Wait, then try again.")
 	case KindStatusEmpty:
@@ -410,6 +394,24 @@ func (s *Server) applyAuthFault(w http.ResponseWriter, r *http.Request, route st
 			"A transient error has occurred. Please try again.")
 	}
 	return true
+}
+
+// waitSlow waits out a slow fault's delay; false means the client went away
+// first and there is nobody left to answer.
+func waitSlow(r *http.Request, f Fault) bool {
+	select {
+	case <-time.After(f.Delay):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// setRetryAfter sends the fault's Retry-After, if it has one.
+func setRetryAfter(w http.ResponseWriter, f Fault) {
+	if f.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfterHeader(f.RetryAfter))
+	}
 }
 
 func statusError(status int) (code, msg string) {

@@ -55,19 +55,29 @@ func expandsManager(r *http.Request) bool {
 	return strings.EqualFold(e, "manager") || strings.HasPrefix(strings.ToLower(e), "manager(")
 }
 
+// pathUser reads $select and finds the user the path names, answering the
+// request itself (ok false) when either fails. Caller holds t.mu.
+func (t *Tenant) pathUser(w http.ResponseWriter, r *http.Request, c *call) (rec *userRec, sel []string, ok bool) {
+	sel, err := t.selectForObject(r)
+	if err != nil {
+		writeBadRequest(w, c, err)
+		return nil, nil, false
+	}
+	rec, ok = t.lookupUser(c.segs[1])
+	if !ok {
+		notFound(w, c, c.segs[1])
+		return nil, nil, false
+	}
+	return rec, sel, true
+}
+
 // handleUser serves GET /v1.0/users/{id | userPrincipalName}.
 func (s *Server) handleUser(w http.ResponseWriter, r *http.Request, c *call) {
 	t := s.tenant
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	sel, err := t.selectForObject(r)
-	if err != nil {
-		writeBadRequest(w, c, err)
-		return
-	}
-	rec, ok := t.lookupUser(c.segs[1])
+	rec, sel, ok := t.pathUser(w, r, c)
 	if !ok {
-		notFound(w, c, c.segs[1])
 		return
 	}
 	ctx := "users/$entity"
@@ -93,14 +103,8 @@ func (s *Server) handleManager(w http.ResponseWriter, r *http.Request, c *call) 
 	t := s.tenant
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	sel, err := t.selectForObject(r)
-	if err != nil {
-		writeBadRequest(w, c, err)
-		return
-	}
-	rec, ok := t.lookupUser(c.segs[1])
+	rec, sel, ok := t.pathUser(w, r, c)
 	if !ok {
-		notFound(w, c, c.segs[1])
 		return
 	}
 	m, _ := t.attrsOf(rec)["manager"].(string)
@@ -179,24 +183,34 @@ func (s *Server) handleGroup(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, graphContentType, o)
 }
 
+// listState reads the state of a list request: its $skiptoken's, or for a
+// first page $top and what first adds from the other query options. It
+// answers the request itself (ok false) when either is bad.
+func (s *Server) listState(w http.ResponseWriter, r *http.Request, c *call, kind string, first func(st *stateToken) error) (st stateToken, ok bool) {
+	if skip, _ := queryParam(r.URL.Query(), "skiptoken"); skip != "" {
+		return s.readToken(w, r, c, skip, kind, false)
+	}
+	top, err := topParam(r)
+	if err != nil {
+		writeBadRequest(w, c, err)
+		return st, false
+	}
+	st = stateToken{Kind: kind, Size: top}
+	if err := first(&st); err != nil {
+		writeBadRequest(w, c, err)
+		return st, false
+	}
+	return st, true
+}
+
 // handleUsersList serves GET /v1.0/users with $filter, $select and $top.
 func (s *Server) handleUsersList(w http.ResponseWriter, r *http.Request, c *call) {
 	t := s.tenant
-	q := r.URL.Query()
-	var st stateToken
-	if skip, _ := queryParam(q, "skiptoken"); skip != "" {
-		var ok bool
-		if st, ok = s.readToken(w, r, c, skip, tokUsersList, false); !ok {
-			return
-		}
-	} else {
-		top, err := topParam(r)
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
-		st = stateToken{Kind: tokUsersList, Size: top}
+	st, ok := s.listState(w, r, c, tokUsersList, func(st *stateToken) error {
+		q := r.URL.Query()
+		var err error
 		t.mu.RLock()
+		defer t.mu.RUnlock()
 		if _, ok := queryParam(q, "select"); ok {
 			st.Select, err = t.selectForObject(r)
 		} else {
@@ -208,17 +222,13 @@ func (s *Server) handleUsersList(w http.ResponseWriter, r *http.Request, c *call
 				_, err = t.parseUserFilter(f)
 			}
 		}
-		t.mu.RUnlock()
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
+		return err
+	})
+	if !ok {
+		return
 	}
 	s.pageLatency(r)
-	size := st.Size
-	if size == 0 {
-		size = s.pageSize(r, 0)
-	}
+	size := s.listPageSize(r, st.Size)
 	t.mu.RLock()
 	pred := func(string, map[string]any) bool { return true }
 	if st.Expr != "" {
@@ -251,17 +261,28 @@ func (s *Server) handleUsersList(w http.ResponseWriter, r *http.Request, c *call
 	if !st.NoSelect {
 		ctx += contextSelect(st.Select)
 	}
-	page := ordered{{"@odata.context", s.contextURL(r, ctx)}}
+	s.writeListPage(w, r, ctx, st, items, cursor, more)
+}
+
+// listPageSize is a list page's size: $top, else the Prefer header, else the
+// configured default.
+func (s *Server) listPageSize(r *http.Request, top int) int {
+	if top > 0 {
+		return top
+	}
+	return s.pageSize(r, 0)
+}
+
+// writeListPage writes a page of a list; when more follow, its nextLink
+// carries st continuing after cursor.
+func (s *Server) writeListPage(w http.ResponseWriter, r *http.Request, context string, st stateToken, items []ordered, cursor string, more bool) {
+	var link kv
 	if more {
 		next := st
 		next.Cursor = cursor
-		page = append(page, kv{"@odata.nextLink", s.linkBase(r) + "?$skiptoken=" + s.issue(next)})
+		link = kv{"@odata.nextLink", s.linkBase(r) + "?$skiptoken=" + s.issue(next)}
 	}
-	if items == nil {
-		items = []ordered{}
-	}
-	page = append(page, kv{"value", items})
-	writeJSON(w, http.StatusOK, graphContentType, page)
+	s.writeCollection(w, r, context, link, items)
 }
 
 // transitiveSet is the expanded membership of a group, cached until any
@@ -318,42 +339,29 @@ func (t *Tenant) transitive(g *groupRec) *transitiveSet {
 // optionally cast to users (/microsoft.graph.user or /graph.user) or groups.
 func (s *Server) handleTransitiveMembers(w http.ResponseWriter, r *http.Request, c *call) {
 	t := s.tenant
-	q := r.URL.Query()
-	var st stateToken
-	if skip, _ := queryParam(q, "skiptoken"); skip != "" {
-		var ok bool
-		if st, ok = s.readToken(w, r, c, skip, tokMembers, false); !ok {
-			return
-		}
-		if st.Group != c.segs[1] {
-			writeBadRequest(w, c, badf("The skiptoken belongs to another group's members."))
-			return
-		}
-	} else {
-		top, err := topParam(r)
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
-		st = stateToken{Kind: tokMembers, Group: c.segs[1], Size: top}
+	st, ok := s.listState(w, r, c, tokMembers, func(st *stateToken) error {
+		st.Group = c.segs[1]
 		if len(c.segs) == 4 {
 			st.Cast = castOf(c.segs[3])
 		}
-		if raw, ok := queryParam(q, "select"); ok {
-			st.Select, err = memberSelect(t, raw)
-			if err != nil {
-				writeBadRequest(w, c, err)
-				return
-			}
-		} else {
+		raw, ok := queryParam(r.URL.Query(), "select")
+		if !ok {
 			st.NoSelect = true
+			return nil
 		}
+		var err error
+		st.Select, err = memberSelect(t, raw)
+		return err
+	})
+	if !ok {
+		return
+	}
+	if st.Group != c.segs[1] {
+		writeBadRequest(w, c, badf("The skiptoken belongs to another group's members."))
+		return
 	}
 	s.pageLatency(r)
-	size := st.Size
-	if size == 0 {
-		size = s.pageSize(r, 0)
-	}
+	size := s.listPageSize(r, st.Size)
 	t.mu.Lock()
 	g, err := t.liveGroup(st.Group)
 	if err != nil {
@@ -393,17 +401,7 @@ func (s *Server) handleTransitiveMembers(w http.ResponseWriter, r *http.Request,
 	case "group":
 		ctx = "groups"
 	}
-	page := ordered{{"@odata.context", s.contextURL(r, ctx)}}
-	if more {
-		next := st
-		next.Cursor = cursor
-		page = append(page, kv{"@odata.nextLink", s.linkBase(r) + "?$skiptoken=" + s.issue(next)})
-	}
-	if items == nil {
-		items = []ordered{}
-	}
-	page = append(page, kv{"value", items})
-	writeJSON(w, http.StatusOK, graphContentType, page)
+	s.writeListPage(w, r, ctx, st, items, cursor, more)
 }
 
 // memberSelect accepts properties of users or groups, as a directoryObject

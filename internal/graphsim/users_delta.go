@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // renderUser builds a user object with the selected properties. A property
@@ -52,140 +51,23 @@ func removedObject(id, reason string) ordered {
 // handleUsersDelta serves GET /v1.0/users/delta (also delta() and
 // microsoft.graph.delta()).
 func (s *Server) handleUsersDelta(w http.ResponseWriter, r *http.Request, c *call) {
-	t := s.tenant
-	q := r.URL.Query()
-	skip, _ := queryParam(q, "skiptoken")
-	delta, _ := queryParam(q, "deltatoken")
-	rawSel, hasSel := queryParam(q, "select")
-	rawFilter, hasFilter := queryParam(q, "filter")
-
-	var st stateToken
-	switch {
-	case skip != "":
-		var ok bool
-		if st, ok = s.readToken(w, r, c, skip, tokUsersDelta, true); !ok {
-			return
-		}
-		if st.Delta {
-			writeBadRequest(w, c, badf("A deltatoken was passed as $skiptoken. Use the @odata.nextLink and @odata.deltaLink URLs as they are."))
-			return
-		}
-	case delta != "" && !strings.EqualFold(delta, "latest"):
-		prev, ok := s.readToken(w, r, c, delta, tokUsersDelta, true)
-		if !ok {
-			return
-		}
-		if !prev.Delta {
-			writeBadRequest(w, c, badf("A skiptoken was passed as $deltatoken. Use the @odata.nextLink and @odata.deltaLink URLs as they are."))
-			return
-		}
-		t.mu.RLock()
-		st = stateToken{
-			Kind: tokUsersDelta, Phase: phaseChanges, Base: prev.Base, End: t.version,
-			Select: prev.Select, NoSelect: prev.NoSelect, Filter: prev.Filter, Size: preferredPageSize(r),
-			Epoch: t.epoch,
-		}
-		st.Pos = sort.Search(len(t.userLog), func(i int) bool { return t.userLog[i].version > prev.Base })
-		var err error
-		if hasSel { // Graph lets a deltaLink change the tracked properties
-			st.Select, err = t.userSelect(rawSel)
-			st.NoSelect = false
-		}
-		t.mu.RUnlock()
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
-	default: // a new round, or "sync from now" with $deltatoken=latest
-		t.mu.RLock()
-		st = stateToken{Kind: tokUsersDelta, Phase: phaseEnumerate, Base: t.version, Size: preferredPageSize(r), Epoch: t.epoch}
-		var err error
-		if hasSel {
-			st.Select, err = t.userSelect(rawSel)
-		} else {
-			st.Select, st.NoSelect = defaultUserSelect, true
-		}
-		t.mu.RUnlock()
-		if err == nil && hasFilter {
-			st.Filter, err = parseIDFilter(rawFilter)
-		}
-		if err != nil {
-			writeBadRequest(w, c, err)
-			return
-		}
-		if strings.EqualFold(delta, "latest") {
-			s.writeUserPage(w, r, st, nil, true)
-			return
-		}
-	}
-	s.serveUserPage(w, r, st)
+	s.serveDelta(w, r, c, &usersFeed)
 }
 
-// serveUserPage serves the page st points at.
-func (s *Server) serveUserPage(w http.ResponseWriter, r *http.Request, st stateToken) {
-	s.pageLatency(r)
-	q := s.tenant.currentQuirks()
-	if q.EmptyPageEvery > 0 && st.Page > 0 && st.Page%q.EmptyPageEvery == 0 && !st.Empty {
-		next := st
-		next.Empty = true
-		s.writeUserPageLinks(w, r, st, nil, next, false)
-		return
-	}
-	st.Empty = false
+// userDeltaPage fills a page of a users delta round; Quirks.RepeatEvery
+// serves a page's first user again.
+func (t *Tenant) userDeltaPage(st stateToken, size int, q Quirks) (items []ordered, next stateToken, more bool) {
 	repeat := q.RepeatEvery > 0 && st.Page > 0 && st.Page%q.RepeatEvery == 0
-	size := s.pageSize(r, st.Size)
-
-	t := s.tenant
 	t.mu.RLock()
-	var items []ordered
-	next := st
+	defer t.mu.RUnlock()
+	next = st
 	next.Page++
-	var more bool
 	if st.Phase == phaseEnumerate {
 		items, next.Cursor, more = t.enumerateUsers(st, size, repeat)
 	} else {
 		items, next.Pos, next.Off, more = t.userChanges(st, size, repeat)
 	}
-	t.mu.RUnlock()
-	s.writeUserPageLinks(w, r, st, items, next, !more)
-}
-
-func (s *Server) writeUserPage(w http.ResponseWriter, r *http.Request, st stateToken, items []ordered, last bool) {
-	s.writeUserPageLinks(w, r, st, items, st, last)
-}
-
-// writeUserPageLinks writes a page: a nextLink carrying next, or, on the
-// last page, a deltaLink from which the next round starts.
-func (s *Server) writeUserPageLinks(w http.ResponseWriter, r *http.Request, st stateToken, items []ordered, next stateToken, last bool) {
-	ctx := "users"
-	if !st.NoSelect {
-		ctx += contextSelect(st.Select)
-	}
-	page := ordered{{"@odata.context", s.contextURL(r, ctx)}}
-	if last {
-		base := st.Base
-		if st.Phase == phaseChanges {
-			base = st.End
-		}
-		dt := stateToken{Kind: tokUsersDelta, Delta: true, Base: base, Select: st.Select, NoSelect: st.NoSelect, Filter: st.Filter, Epoch: s.currentEpoch()}
-		page = append(page, kv{"@odata.deltaLink", s.linkBase(r) + "?$deltatoken=" + s.issue(dt)})
-	} else {
-		page = append(page, kv{"@odata.nextLink", s.linkBase(r) + "?$skiptoken=" + s.issue(next)})
-	}
-	if items == nil {
-		items = []ordered{}
-	}
-	page = append(page, kv{"value", items})
-	if n := preferredPageSize(r); n > 0 {
-		w.Header().Set("Preference-Applied", "odata.maxpagesize="+itoa(n))
-	}
-	writeJSON(w, http.StatusOK, graphContentType, page)
-}
-
-func (s *Server) currentEpoch() int {
-	s.tenant.mu.RLock()
-	defer s.tenant.mu.RUnlock()
-	return s.tenant.epoch
+	return items, next, more
 }
 
 // enumerateUsers serves a page of a first round: the current state of the
