@@ -158,7 +158,14 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 			Hint:    a.Hint})
 	}
 	if l := st.LastRun; l != nil && l.Status == RunFailed && (st.ActiveRun == nil) {
-		st.Actions = append(st.Actions, Action{Code: "last_run_failed", Message: "The last sync failed: " + l.Error, Hint: l.Hint})
+		a := Action{Code: "last_run_failed", Message: "The last sync failed: " + l.Error, Hint: l.Hint}
+		switch l.ErrorCode {
+		case EFORBIDDEN:
+			a.Code, a.Message = "graph_permission_missing", "The last sync failed because Microsoft Graph denied access: "+l.Error
+		case EUNAUTHORIZED:
+			a.Code, a.Message = "credentials_rejected", "The last sync failed because the app's credentials were rejected (wrong, expired or not configured): "+l.Error
+		}
+		st.Actions = append(st.Actions, a)
 	}
 	if delta.Link != "" && e.now().Sub(delta.IssuedAt) > 6*24*time.Hour {
 		st.Actions = append(st.Actions, Action{Code: "delta_token_old",

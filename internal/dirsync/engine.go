@@ -371,12 +371,18 @@ func (e *Engine) updateRun(ctx context.Context, id string, change func(*Run) err
 // finishRun ends a run (failed or cancelled paths; success goes through
 // finish). It is a no-op on a run that already ended.
 func (e *Engine) finishRun(ctx context.Context, id, status, message, hint string) {
+	e.endRun(ctx, id, status, "", message, hint)
+}
+
+// endRun is finishRun recording the error code of the failure, so the
+// status page can tell a missing permission from a passing outage.
+func (e *Engine) endRun(ctx context.Context, id, status string, code Code, message, hint string) {
 	now := e.now()
 	run, err := e.updateRun(ctx, id, func(r *Run) error {
 		if r.Finished() {
 			return errAlreadyFinished
 		}
-		r.Status, r.Phase, r.FinishedAt = status, PhaseDone, &now
+		r.Status, r.Phase, r.FinishedAt, r.ErrorCode = status, PhaseDone, &now, code
 		if message != "" {
 			r.Error, r.Hint = message, hint
 		}

@@ -124,11 +124,14 @@ type Run struct {
 	// PendingDeletions is the number of deletions waiting (blocked runs).
 	PendingDeletions int64  `json:"pendingDeletions,omitempty"`
 	Error            string `json:"error,omitempty"`
-	Hint             string `json:"hint,omitempty"`
-	LogName          string `json:"logName"`
-	ShapeHash        string `json:"-"`
-	DeltaLink        string `json:"-"`
-	ETag             string `json:"-"`
+	// ErrorCode classifies a failure (e.g. "forbidden": a Graph permission
+	// is missing; "unauthorized": credentials rejected).
+	ErrorCode Code   `json:"errorCode,omitempty"`
+	Hint      string `json:"hint,omitempty"`
+	LogName   string `json:"logName"`
+	ShapeHash string `json:"-"`
+	DeltaLink string `json:"-"`
+	ETag      string `json:"-"`
 }
 
 // Finished reports whether the run reached an end state.
@@ -180,7 +183,7 @@ func runToEntity(r Run) (Entity, error) {
 		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 	}
-	for k, v := range map[string]string{"requestedBy": r.RequestedBy, "error": r.Error, "hint": r.Hint, "deltaLink": r.DeltaLink} {
+	for k, v := range map[string]string{"requestedBy": r.RequestedBy, "error": r.Error, "errorCode": string(r.ErrorCode), "hint": r.Hint, "deltaLink": r.DeltaLink} {
 		if v != "" {
 			p[k] = v
 		}
@@ -198,7 +201,7 @@ func runFromEntity(e Entity) Run {
 		Phase: e.Str("phase"), RequestedBy: e.Str("requestedBy"), StartedAt: e.Time("startedAt"),
 		Heartbeat: e.Time("heartbeat"), PagesDone: e.Int("pagesDone"), LastPage: e.Int("lastPage"),
 		FullFrom: e.Int("fullFrom"), Restarts: e.Int("restarts"), PendingDeletions: e.Int("pendingDeletions"),
-		Error: e.Str("error"), Hint: e.Str("hint"), LogName: e.Str("logName"), ShapeHash: e.Str("shapeHash"),
+		Error: e.Str("error"), ErrorCode: Code(e.Str("errorCode")), Hint: e.Str("hint"), LogName: e.Str("logName"), ShapeHash: e.Str("shapeHash"),
 		DeltaLink: e.Str("deltaLink"), ETag: e.ETag, Counters: countersFrom(e),
 	}
 	if t := e.Time("finishedAt"); !t.IsZero() {

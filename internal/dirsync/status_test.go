@@ -2,6 +2,7 @@ package dirsync_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -36,5 +37,20 @@ func TestStatusCountsUsersByStatus(t *testing.T) {
 	want = map[string]int64{dirsync.StatusActive: 38, dirsync.StatusDuplicate: 0, dirsync.StatusSkipped: 1}
 	if diff := cmp.Diff(want, st.UserCounts); diff != "" || st.DirectoryUsers != 39 {
 		t.Errorf("after a deletion (-want +got):\n%s (total %d)", diff, st.DirectoryUsers)
+	}
+}
+
+func TestStatusNamesAMissingPermission(t *testing.T) {
+	e := newEnv(t)
+	e.seed(2)
+	e.source.Errs = []error{&dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "Graph denied access to users",
+		Hint: "Grant the application permission User.Read.All and admin consent"}}
+	e.sync(dirsynctest.DrainOptions{})
+	st, err := e.engine.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Actions) != 1 || st.Actions[0].Code != "graph_permission_missing" || !strings.Contains(st.Actions[0].Hint, "User.Read.All") {
+		t.Errorf("actions = %+v", st.Actions)
 	}
 }

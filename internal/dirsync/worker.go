@@ -72,7 +72,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		if hint == "" {
 			hint = "Check GET /api/health and the function logs; the run can be started again with POST /api/sync once the cause is fixed."
 		}
-		e.finishRun(ctx, run.ID, RunFailed, msg, hint)
+		e.endRun(ctx, run.ID, RunFailed, ErrorCode(err), msg, hint)
 		if isPermanent(err) {
 			return nil // retrying cannot help; the run says why
 		}
