@@ -12,11 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrasync/entrasync/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -25,23 +26,6 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type appSpec struct {
@@ -136,14 +120,14 @@ var testKeys = Keys{
 type hostFixture struct {
 	h    *Host
 	app  *testApp
-	logs *syncBuffer
-	out  *syncBuffer
+	logs *testenv.SyncBuffer
+	out  *testenv.SyncBuffer
 }
 
 func startHost(t *testing.T, spec appSpec, tweak func(*Options)) *hostFixture {
 	t.Helper()
 	app := writeApp(t, spec)
-	f := &hostFixture{app: app, logs: &syncBuffer{}, out: &syncBuffer{}}
+	f := &hostFixture{app: app, logs: &testenv.SyncBuffer{}, out: &testenv.SyncBuffer{}}
 	opts := Options{
 		AppDir:          app.dir,
 		Executable:      os.Args[0],
@@ -204,17 +188,14 @@ func (f *hostFixture) records(t *testing.T) []record {
 // only guards against a hang.
 func (f *hostFixture) waitFor(t *testing.T, what string, cond func([]record) bool) []record {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		recs := f.records(t)
-		if cond(recs) {
-			return recs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; records: %+v", what, recs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var recs []record
+	if !testenv.Eventually(20*time.Second, 20*time.Millisecond, func() bool {
+		recs = f.records(t)
+		return cond(recs)
+	}) {
+		t.Fatalf("timed out waiting for %s; records: %+v", what, recs)
 	}
+	return recs
 }
 
 func filter(recs []record, kind, function string) []record {
@@ -665,12 +646,10 @@ func TestHandlerCrashRestart(t *testing.T) {
 	// Requests in the moment between the crash and its detection fail, as
 	// with the real host; once the devhost has seen the exit, requests wait
 	// for the restarted handler.
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(f.logs.String(), "the handler exited; restarting it") {
-		if time.Now().After(deadline) {
-			t.Fatal("the devhost did not notice the crash")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Eventually(20*time.Second, 10*time.Millisecond, func() bool {
+		return strings.Contains(f.logs.String(), "the handler exited; restarting it")
+	}) {
+		t.Fatal("the devhost did not notice the crash")
 	}
 	resp, body := f.do(t, http.MethodGet, "/api/hello/again", nil, nil)
 	if resp.StatusCode != http.StatusOK || body != "hello again q=" {

@@ -64,7 +64,7 @@ type workOrder struct {
 	FailAlways bool            `json:"failAlways"` // never succeed
 	SleepMS    int             `json:"sleepMs"`
 	SleepFirst int             `json:"sleepFirstMs"` // sleep on the first delivery only
-	Send       json.RawMessage `json:"send"` // a message to send to the "work" queue first
+	Send       json.RawMessage `json:"send"`         // a message to send to the "work" queue first
 }
 
 func runTestHandler() {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/graphsim"
+	"github.com/entrasync/entrasync/internal/testenv"
 )
 
 // These tests run the adapter, with the real msgraph-sdk-go and azidentity,
@@ -37,28 +37,12 @@ func startSim(t *testing.T, cfg graphsim.Config) *graphsim.Server {
 	return sim
 }
 
-// logBuffer collects the adapter's log lines, to check no secret is logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// newSource builds an adapter for sim; edit may change the config.
-func newSource(t *testing.T, sim *graphsim.Server, edit func(*Config)) (*Source, *logBuffer) {
+// newSource builds an adapter for sim; edit may change the config. The
+// adapter's log lines go to the buffer returned, to check no secret is
+// logged.
+func newSource(t *testing.T, sim *graphsim.Server, edit func(*Config)) (*Source, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	cfg := Config{
 		TenantID:      graphsim.DefaultTenantID,
 		ClientID:      graphsim.DefaultClientID,

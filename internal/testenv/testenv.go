@@ -15,6 +15,10 @@
 //
 // Tests sharing one Azurite keep apart by naming their tables and containers
 // with UniqueName.
+//
+// For tests that run a process or server: SyncBuffer collects its output
+// while the test reads it, and Eventually waits for a line, a record or any
+// other condition without a timed assertion.
 package testenv
 
 import (

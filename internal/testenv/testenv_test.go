@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -62,5 +64,51 @@ func TestStaleStorageEnvFailsClearly(t *testing.T) {
 	err = checkReachable("DefaultEndpointsProtocol=http;AccountName=a;AccountKey=k;TableEndpoint=http://" + addr + "/a;")
 	if err == nil || !strings.Contains(err.Error(), StorageEnv) || strings.Contains(err.Error(), "AccountKey") {
 		t.Fatalf("checkReachable error = %v, want one naming %s and no secret", err, StorageEnv)
+	}
+}
+
+func TestSyncBufferConcurrentWrites(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				b.Write([]byte("ab"))
+				_ = b.String() // reading while others write is what it is for
+			}
+		})
+	}
+	wg.Wait()
+	if got := b.String(); got != strings.Repeat("ab", 800) {
+		t.Errorf("after 8x100 writes of %q: %d bytes, want %d of the same", "ab", len(got), 1600)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	tests := []struct {
+		name      string
+		trueAfter int // calls before cond holds; -1 never
+		want      bool
+		wantCalls int // -1: any number, at least one
+	}{
+		{"holds at once", 0, true, 1},
+		{"holds on the third call", 2, true, 3},
+		{"never holds", -1, false, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			timeout := 30 * time.Second // only the never case waits it out
+			if tt.trueAfter < 0 {
+				timeout = 50 * time.Millisecond
+			}
+			got := Eventually(timeout, time.Millisecond, func() bool {
+				calls++
+				return tt.trueAfter >= 0 && calls > tt.trueAfter
+			})
+			if got != tt.want || (tt.wantCalls >= 0 && calls != tt.wantCalls) || calls < 1 {
+				t.Errorf("Eventually = %v after %d calls, want %v after %d", got, calls, tt.want, tt.wantCalls)
+			}
+		})
 	}
 }

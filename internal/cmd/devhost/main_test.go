@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -10,9 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/entrasync/entrasync/internal/testenv"
 )
 
 // With CMD_TEST_HANDLER=1 the test binary is a trivial custom handler.
@@ -24,23 +24,6 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort(t *testing.T) int {
@@ -77,23 +60,25 @@ func TestRunServesAndReports(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"-app", dir, "-handler", os.Args[0], "-port", port, "-max-delivery-count", "1"}, stdout, stderr)
 	}()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "devhost: listening on http://127.0.0.1:"+port) {
+	listening := testenv.Eventually(30*time.Second, 20*time.Millisecond, func() bool {
+		if strings.Contains(stdout.String(), "devhost: listening on http://127.0.0.1:"+port) {
+			return true
+		}
 		select {
 		case code := <-done:
 			t.Fatalf("run exited with %d:\n%s\n%s", code, stdout, stderr)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no listening line:\n%s\n%s", stdout, stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !listening {
+		t.Fatalf("no listening line:\n%s\n%s", stdout, stderr)
 	}
 	out := stdout.String()
 	for _, want := range []string{
@@ -107,7 +92,7 @@ func TestRunServesAndReports(t *testing.T) {
 	}
 
 	// Client modes against the running host.
-	var qout, qerr syncBuffer
+	var qout, qerr testenv.SyncBuffer
 	if code := run(context.Background(), []string{"-queues", "-port", port}, &qout, &qerr); code != 0 {
 		t.Fatalf("-queues exited %d: %s", code, qerr.String())
 	}
@@ -115,7 +100,7 @@ func TestRunServesAndReports(t *testing.T) {
 	if err := json.Unmarshal([]byte(qout.String()), &counts); err != nil || len(counts) != 1 || counts[0]["queue"] != "sync-work" {
 		t.Errorf("-queues printed %s", qout.String())
 	}
-	var dout, derr syncBuffer
+	var dout, derr testenv.SyncBuffer
 	if code := run(context.Background(), []string{"-deadletters", "-url", "http://127.0.0.1:" + port}, &dout, &derr); code != 0 {
 		t.Fatalf("-deadletters exited %d: %s", code, derr.String())
 	}
@@ -148,7 +133,7 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"-deadletters", "-url", "http://127.0.0.1:1"}, 1, "no devhost answers"},
 	}
 	for _, tt := range tests {
-		var out, errb syncBuffer
+		var out, errb testenv.SyncBuffer
 		code := run(context.Background(), tt.args, &out, &errb)
 		if code != tt.code || !strings.Contains(errb.String(), tt.want) {
 			t.Errorf("run %q = %d, stderr %q; want %d mentioning %q", tt.args, code, errb.String(), tt.code, tt.want)

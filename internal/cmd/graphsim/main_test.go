@@ -9,45 +9,29 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/entrasync/entrasync/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while run writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestRunServesUntilSignal(t *testing.T) {
 	certFile := filepath.Join(t.TempDir(), "graphsim.pem")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run([]string{"-users", "50", "-seed", "3", "-cert-out", certFile}, &stdout, &stderr)
 	}()
 
 	var base string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if line, ok := strings.CutPrefix(stdout.String(), "graph simulator: "); ok {
+	testenv.Eventually(10*time.Second, 20*time.Millisecond, func() bool {
+		line, ok := strings.CutPrefix(stdout.String(), "graph simulator: ")
+		if ok {
 			base, _, _ = strings.Cut(line, "\n")
-			break
 		}
-	}
+		return ok
+	})
 	if !strings.HasPrefix(base, "https://127.0.0.1:") || !strings.HasSuffix(base, "/v1.0") {
 		t.Fatalf("no \"graph simulator: <url>\" line; stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
