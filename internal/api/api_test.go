@@ -87,7 +87,7 @@ func routePath(pattern, runID, userID string) string {
 // key, as support and as admin.
 func TestRoles(t *testing.T) {
 	e := newEnv(t)
-	e.seed(3)
+	e.Seed(3)
 	run := e.syncNow()
 	for _, rt := range e.api.Routes() {
 		path := routePath(rt.Pattern, run.ID, uid(1))
@@ -144,7 +144,7 @@ func TestEasyAuthPrincipal(t *testing.T) {
 
 	t.Run("trusted", func(t *testing.T) {
 		e := newEnv(t, envOptions{trustEasyAuth: true})
-		e.seed(2)
+		e.Seed(2)
 		res := e.call("POST", "/api/sync", "", `{"mode":"full"}`, "X-MS-CLIENT-PRINCIPAL", admin).want(http.StatusAccepted)
 		var got struct{ Run dirsync.Run }
 		res.decode(&got)
@@ -171,12 +171,12 @@ func TestEasyAuthPrincipal(t *testing.T) {
 	})
 	t.Run("not trusted without App Service Authentication", func(t *testing.T) {
 		e := newEnv(t)
-		e.seed(2)
+		e.Seed(2)
 		e.call("POST", "/api/sync", "", "", "X-MS-CLIENT-PRINCIPAL", admin).want(http.StatusUnauthorized)
 		e.call("GET", "/api/status", "", "", "X-MS-CLIENT-PRINCIPAL", admin).want(http.StatusUnauthorized)
 		// the key alone decides
 		e.call("POST", "/api/sync", supportKey, "", "X-MS-CLIENT-PRINCIPAL", admin).want(http.StatusForbidden)
-		if e.queue.Len() != 0 {
+		if e.Queue.Len() != 0 {
 			t.Errorf("a forged principal started a run")
 		}
 	})
@@ -191,7 +191,7 @@ func TestKeyInQueryParameter(t *testing.T) {
 
 func TestSyncNowRunsAndIsVisible(t *testing.T) {
 	e := newEnv(t)
-	e.seed(120)
+	e.Seed(120)
 	res := e.call("POST", "/api/sync", adminKey, "").want(http.StatusAccepted)
 	var started struct{ Run dirsync.Run }
 	res.decode(&started)
@@ -203,7 +203,7 @@ func TestSyncNowRunsAndIsVisible(t *testing.T) {
 	}
 
 	// While it runs, status shows it with its progress.
-	e.clock.Advance(10 * time.Second)
+	e.Clock.Advance(10 * time.Second)
 	var st struct {
 		ActiveRun *struct {
 			ID                 string
@@ -234,9 +234,9 @@ func TestSyncNowRunsAndIsVisible(t *testing.T) {
 		DirectoryUsers       int64
 		Actions              []struct{ Code string }
 	}
-	e.clock.Advance(90 * time.Second)
+	e.Clock.Advance(90 * time.Second)
 	e.call("GET", "/api/status", supportKey, "").want(http.StatusOK).decode(&status)
-	wantNext, _ := dirsync.DefaultSettings().Schedule.Next(e.clock.Now())
+	wantNext, _ := dirsync.DefaultSettings().Schedule.Next(e.Clock.Now())
 	if !status.Enabled || status.NextRun == nil || !status.NextRun.Equal(wantNext) || status.ActiveRun != nil {
 		t.Errorf("status: enabled %v next %v (want %v) active %v", status.Enabled, status.NextRun, wantNext, status.ActiveRun)
 	}
@@ -267,7 +267,7 @@ func TestSyncNowRunsAndIsVisible(t *testing.T) {
 
 func TestTwoSyncNowAtOnce(t *testing.T) {
 	e := newEnv(t)
-	e.seed(5)
+	e.Seed(5)
 	for round := range 5 {
 		var wg sync.WaitGroup
 		results := make([]result, 2)
@@ -301,7 +301,7 @@ func TestTwoSyncNowAtOnce(t *testing.T) {
 		}
 		e.drain()
 	}
-	runs, _, _ := e.engine.ListRuns(context.Background(), "", 100, "")
+	runs, _, _ := e.Engine.ListRuns(context.Background(), "", 100, "")
 	if len(runs) != 5 {
 		t.Errorf("%d runs exist, want 5", len(runs))
 	}
@@ -311,11 +311,11 @@ func TestBlockedDeletionsApproveAndReject(t *testing.T) {
 	for _, approve := range []bool{true, false} {
 		t.Run(fmt.Sprintf("approve=%v", approve), func(t *testing.T) {
 			e := newEnv(t)
-			e.seed(10)
+			e.Seed(10)
 			e.setThreshold(dirsync.DeletionThreshold{Enabled: true, MaxCount: 2})
 			e.syncNow()
 			for i := 1; i <= 5; i++ {
-				e.source.Remove(uid(i), dirsync.RemovedDeleted)
+				e.Source.Remove(uid(i), dirsync.RemovedDeleted)
 			}
 			run := e.syncNow()
 			if run.Status != dirsync.RunBlocked {
@@ -381,7 +381,7 @@ func TestBlockedDeletionsApproveAndReject(t *testing.T) {
 
 func TestResetAndAudit(t *testing.T) {
 	e := newEnv(t)
-	e.seed(4)
+	e.Seed(4)
 	e.syncNow()
 	res := e.call("POST", "/api/reset", adminKey, "").want(http.StatusAccepted)
 	var got struct{ Run dirsync.Run }
@@ -405,12 +405,12 @@ func TestResetAndAudit(t *testing.T) {
 
 func TestUsers(t *testing.T) {
 	e := newEnv(t)
-	e.seed(30)
+	e.Seed(30)
 	dup := person(7)
 	dup["mail"] = "user3@contoso.example"
-	e.source.Put(uid(7), dup)
+	e.Source.Put(uid(7), dup)
 	e.syncNow()
-	if err := e.engine.AddMember(context.Background(), uid(500), uid(3)); err != nil {
+	if err := e.Engine.AddMember(context.Background(), uid(500), uid(3)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -473,11 +473,11 @@ func TestUsers(t *testing.T) {
 
 func TestRunsPaging(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	var ids []string
 	for range 5 {
 		ids = append([]string{e.syncNow().ID}, ids...) // newest first
-		e.clock.Advance(time.Minute)
+		e.Clock.Advance(time.Minute)
 	}
 	var got []string
 	next := "/api/runs?limit=2"
@@ -567,14 +567,14 @@ func TestErrorTable(t *testing.T) {
 
 func TestRunLogLink(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	run := e.syncNow()
 	var link struct {
 		URL       string
 		ExpiresAt time.Time
 	}
 	e.call("GET", "/api/runs/"+run.ID+"/log/link", supportKey, "").want(http.StatusOK).decode(&link)
-	if !strings.Contains(link.URL, run.LogName) || !strings.Contains(link.URL, "sig=SASSIGNATURE60") || !link.ExpiresAt.Equal(e.clock.Now().Add(time.Hour)) {
+	if !strings.Contains(link.URL, run.LogName) || !strings.Contains(link.URL, "sig=SASSIGNATURE60") || !link.ExpiresAt.Equal(e.Clock.Now().Add(time.Hour)) {
 		t.Errorf("default link = %+v", link)
 	}
 	e.call("GET", "/api/runs/"+run.ID+"/log/link?ttl=24h", adminKey, "").want(http.StatusOK).decode(&link)

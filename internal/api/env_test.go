@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,6 +19,7 @@ import (
 	"github.com/entrasync/entrasync/internal/api"
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
+	"github.com/entrasync/entrasync/internal/testenv"
 )
 
 // The keys are long and distinctive so a test can search every response and
@@ -38,17 +38,14 @@ func keyHash(k string) string {
 // env is the real engine on the in-memory doubles, behind the real API on a
 // real HTTP server.
 type env struct {
-	t      *testing.T
-	store  *dirsynctest.Store
-	logs   *hookLogs
-	queue  *dirsynctest.Queue
-	source *dirsynctest.Source
-	clock  *dirsynctest.Clock
-	engine *dirsync.Engine
-	api    *api.Handler
-	srv    *httptest.Server
+	*dirsynctest.Env
+	t *testing.T
+	// logs wraps Env.Logs and is the engine's LogStore.
+	logs *hookLogs
+	api  *api.Handler
+	srv  *httptest.Server
 	// logOut holds everything the API logged.
-	logOut *syncBuffer
+	logOut *testenv.SyncBuffer
 }
 
 type envOptions struct {
@@ -64,25 +61,25 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	e := &env{t: t, store: dirsynctest.NewStore(), logs: &hookLogs{Logs: dirsynctest.NewLogs()}, queue: dirsynctest.NewQueue(),
-		source: dirsynctest.NewSource(), clock: dirsynctest.NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)), logOut: &syncBuffer{}}
-	e.source.PageSize = 50
-	e.engine = &dirsync.Engine{Store: e.store, Logs: e.logs, Queue: e.queue, Source: e.source, Now: e.clock.Now}
-	var svc api.Service = e.engine
+	e := &env{Env: dirsynctest.NewEngine(t), t: t, logOut: &testenv.SyncBuffer{}}
+	e.logs = &hookLogs{Logs: e.Logs}
+	e.Engine.Logs = e.logs
+	e.Source.PageSize = 50
+	var svc api.Service = e.Engine
 	if o.service != nil {
 		svc = o.service(svc)
 	}
 	health := o.health
 	if health == nil {
 		health = func(ctx context.Context) map[string]error {
-			return map[string]error{"table": e.store.Ping(ctx), "blob": e.logs.Ping(ctx)}
+			return map[string]error{"table": e.Store.Ping(ctx), "blob": e.logs.Ping(ctx)}
 		}
 	}
 	h, err := api.New(api.Config{
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(e.logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version: version, Health: health,
 		AdminKeyHashes: []string{keyHash(adminKey)}, SupportKeyHashes: []string{strings.ToUpper(keyHash(supportKey))},
-		TrustEasyAuth: o.trustEasyAuth, Now: e.clock.Now,
+		TrustEasyAuth: o.trustEasyAuth, Now: e.Clock.Now,
 	})
 	if err != nil {
 		t.Fatalf("api.New: %v", err)
@@ -93,26 +90,12 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 	return e
 }
 
-func uid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+func uid(n int) string { return dirsynctest.UserID(n) }
 
-func person(n int) map[string]string {
-	return map[string]string{
-		"displayName": fmt.Sprintf("User %d", n), "givenName": "User", "surname": fmt.Sprint(n),
-		"mail": fmt.Sprintf("user%d@contoso.example", n), "userPrincipalName": fmt.Sprintf("user%d@contoso.example", n),
-		"jobTitle": "Engineer", "department": "Engineering",
-	}
-}
-
-func (e *env) seed(n int) {
-	for i := 1; i <= n; i++ {
-		e.source.Put(uid(i), person(i))
-	}
-}
+func person(n int) map[string]string { return dirsynctest.Person(n) }
 
 // drain runs every queued work item: the runs started over HTTP complete.
-func (e *env) drain() {
-	e.queue.Drain(context.Background(), e.clock, e.engine.HandleWork, dirsynctest.DrainOptions{})
-}
+func (e *env) drain() { e.Drain(dirsynctest.DrainOptions{}) }
 
 // syncNow starts a sync over HTTP and drains it, returning the finished run.
 func (e *env) syncNow() dirsync.Run {
@@ -121,21 +104,16 @@ func (e *env) syncNow() dirsync.Run {
 	res.want(http.StatusAccepted)
 	var got struct{ Run dirsync.Run }
 	res.decode(&got)
-	e.drain()
-	run, err := e.engine.GetRun(context.Background(), got.Run.ID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return run
+	return e.Finish(got.Run.ID, dirsynctest.DrainOptions{})
 }
 
 // setThreshold changes the deletion threshold directly on the engine.
 func (e *env) setThreshold(th dirsync.DeletionThreshold) {
 	e.t.Helper()
 	ctx := context.Background()
-	s, etag, _ := e.engine.Settings(ctx)
+	s, etag, _ := e.Engine.Settings(ctx)
 	s.DeletionThreshold = th
-	if _, err := e.engine.PutSettings(ctx, s, etag, "test"); err != nil {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "test"); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -264,21 +242,4 @@ func (l *hookLogs) LogURL(ctx context.Context, name string, ttl time.Duration) (
 	l.urls++
 	l.mu.Unlock()
 	return fmt.Sprintf("https://account.blob.core.windows.net/sync-logs/%s?se=x&sp=r&sig=SASSIGNATURE%d", name, int(ttl.Minutes())), nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -53,7 +53,7 @@ func TestSettingsETagFlowAndAudit(t *testing.T) {
 	}
 	e.call("PUT", "/api/settings", supportKey, body, "If-Match", etag).want(http.StatusForbidden)
 
-	e.clock.Advance(time.Second) // audit rows are ordered by time
+	e.Clock.Advance(time.Second) // audit rows are ordered by time
 	res = e.call("PUT", "/api/settings", adminKey, body, "If-Match", etag).want(http.StatusOK)
 	etag2 := res.header.Get("ETag")
 	if etag2 == "" || etag2 == etag || !strings.HasPrefix(etag2, `"`) {
@@ -77,10 +77,10 @@ func TestSettingsETagFlowAndAudit(t *testing.T) {
 	}
 	// The current one works, and so does "*".
 	s.PageSize = 300
-	e.clock.Advance(time.Second)
+	e.Clock.Advance(time.Second)
 	res = e.call("PUT", "/api/settings", adminKey, mustJSON(s), "If-Match", etag2).want(http.StatusOK)
 	s.PageSize = 400
-	e.clock.Advance(time.Second)
+	e.Clock.Advance(time.Second)
 	e.call("PUT", "/api/settings", adminKey, mustJSON(s), "If-Match", "*").want(http.StatusOK)
 
 	var audit struct {
@@ -109,7 +109,7 @@ func TestInvalidSettingsRejectedWhole(t *testing.T) {
 	good := settingsDoc(t, e)
 	etag := e.call("PUT", "/api/settings", adminKey, mustJSON(good), "If-Match", `"defaults"`).want(http.StatusOK).header.Get("ETag")
 	before := e.call("GET", "/api/settings", supportKey, "").body
-	audits := len(e.store.Rows(dirsync.TableAudit))
+	audits := len(e.Store.Rows(dirsync.TableAudit))
 
 	// edit returns the good document changed by f.
 	edit := func(f func(d map[string]any)) string {
@@ -178,7 +178,7 @@ func TestInvalidSettingsRejectedWhole(t *testing.T) {
 	if after.header.Get("ETag") != etag || string(after.body) != string(before) {
 		t.Errorf("rejected documents changed the settings")
 	}
-	if n := len(e.store.Rows(dirsync.TableAudit)); n != audits {
+	if n := len(e.Store.Rows(dirsync.TableAudit)); n != audits {
 		t.Errorf("rejected documents wrote %d audit rows", n-audits)
 	}
 }
@@ -187,7 +187,7 @@ func TestInvalidSettingsRejectedWhole(t *testing.T) {
 // message and a hint; none is a 500.
 func TestBadInputs(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	run := e.syncNow()
 	logPath := "/api/runs/" + run.ID + "/log"
 	for _, tc := range []struct {
@@ -261,7 +261,7 @@ func TestBadInputs(t *testing.T) {
 		t.Errorf("bad input was logged as an internal error:\n%s", e.logOut.String())
 	}
 	// Nothing was started or changed by the bad requests.
-	runs, _, _ := e.engine.ListRuns(context.Background(), "", 100, "")
+	runs, _, _ := e.Engine.ListRuns(context.Background(), "", 100, "")
 	if len(runs) != 1 {
 		t.Errorf("%d runs, want only the first", len(runs))
 	}
@@ -271,7 +271,7 @@ func TestBadInputs(t *testing.T) {
 // query string, on successes and failures, and looks for them everywhere.
 func TestNoSecretsInResponsesOrLogs(t *testing.T) {
 	e := newEnv(t)
-	e.seed(3)
+	e.Seed(3)
 	run := e.syncNow()
 	var all strings.Builder
 	for _, key := range []string{adminKey, supportKey} {

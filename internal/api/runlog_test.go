@@ -68,17 +68,17 @@ func countEvents(evs []dirsync.LogEvent, keep func(dirsync.LogEvent) bool) int {
 // downloads the log in both formats, whole and filtered.
 func TestRunLogDownload(t *testing.T) {
 	e := newEnv(t)
-	e.source.PageSize = 500
-	e.seed(10000)
+	e.Source.PageSize = 500
+	e.Seed(10000)
 	for i := 1; i <= 10; i++ { // skipped: no display name
 		p := person(i)
 		delete(p, "displayName")
-		e.source.Put(uid(i), p)
+		e.Source.Put(uid(i), p)
 	}
 	for i := 11; i <= 15; i++ { // duplicates of user 100's email
 		p := person(i)
 		p["mail"] = "user100@contoso.example"
-		e.source.Put(uid(i), p)
+		e.Source.Put(uid(i), p)
 	}
 	run := e.syncNow()
 	if run.Status != dirsync.RunSucceeded {
@@ -164,19 +164,19 @@ func TestRunLogDownload(t *testing.T) {
 // appear in the CSV.
 func TestRunLogCSVCells(t *testing.T) {
 	e := newEnv(t)
-	e.seed(3)
+	e.Seed(3)
 	e.syncNow()
 	p1 := person(1)
 	p1["jobTitle"] = "=HYPERLINK(\"http://evil.example\",\"click\")"
 	p1["department"] = ""
-	e.source.Put(uid(1), p1)
+	e.Source.Put(uid(1), p1)
 	p2 := person(2)
 	p2["displayName"] = "Zoë Ångström 李雷"
 	p2["mobilePhone"] = "+49 170 1234567"
-	e.source.Put(uid(2), p2)
+	e.Source.Put(uid(2), p2)
 	p3 := person(3)
 	p3["userPrincipalName"] = "=1+2@contoso.example"
-	e.source.Put(uid(3), p3)
+	e.Source.Put(uid(3), p3)
 	run := e.syncNow()
 	recs := csvRecords(t, e.call("GET", "/api/runs/"+run.ID+"/log?format=csv&event=updated", supportKey, "").want(http.StatusOK).body)
 	got := map[string][]string{}
@@ -289,7 +289,7 @@ func (s *countingSink) Write(p []byte) (int, error) {
 // anything near the log's size.
 func TestRunLogStreamsWithBoundedMemory(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	run := e.syncNow()
 	const size = 5 << 20
 	// Collect garbage eagerly, so the heap follows live memory closely.
@@ -345,7 +345,7 @@ func TestRunLogStreamsWithBoundedMemory(t *testing.T) {
 // complete-looking file.
 func TestRunLogReadFailureBreaksTheResponse(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	run := e.syncNow()
 	for _, format := range []string{"jsonl", "csv"} {
 		e.logs.generate(run.LogName, func() io.ReadCloser { return &generatedLog{run: run.ID, size: 1 << 20, failAt: 200 << 10} })
@@ -370,7 +370,7 @@ func TestRunLogReadFailureBreaksTheResponse(t *testing.T) {
 // CSV), the lines around it are served.
 func TestRunLogOverlongLine(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
+	e.Seed(2)
 	run := e.syncNow()
 	long := `{"level":"info","event":"added","message":"` + strings.Repeat("x", 2<<20) + `"}`
 	content := `{"level":"warn","event":"skipped","userId":"a"}` + "\n" + long + "\n" + `not json` + "\n" + `{"level":"warn","event":"skipped","userId":"b"}`

@@ -14,11 +14,11 @@ import (
 func TestListUsersPagesThroughEveryBucket(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(57)
+	e.Seed(57)
 	dup := person(12)
 	dup["mail"] = "user11@contoso.example"
-	e.source.Put(uid(12), dup)
-	e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(12), dup)
+	e.Sync(dirsynctest.DrainOptions{})
 
 	for _, tc := range []struct {
 		name string
@@ -35,7 +35,7 @@ func TestListUsersPagesThroughEveryBucket(t *testing.T) {
 			seen := map[string]bool{}
 			q := tc.q
 			for i := 0; ; i++ {
-				users, next, err := e.engine.ListUsers(ctx, q)
+				users, next, err := e.Engine.ListUsers(ctx, q)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -58,10 +58,10 @@ func TestListUsersPagesThroughEveryBucket(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := e.engine.ListUsers(ctx, dirsync.UserQuery{Token: "not-a-token"}); !dirsync.IsCode(err, dirsync.EINVALID) {
+	if _, _, err := e.Engine.ListUsers(ctx, dirsync.UserQuery{Token: "not-a-token"}); !dirsync.IsCode(err, dirsync.EINVALID) {
 		t.Errorf("bad token: %v, want invalid", err)
 	}
-	if _, _, err := e.engine.ListUsers(ctx, dirsync.UserQuery{Status: "gone"}); !dirsync.IsCode(err, dirsync.EINVALID) {
+	if _, _, err := e.Engine.ListUsers(ctx, dirsync.UserQuery{Status: "gone"}); !dirsync.IsCode(err, dirsync.EINVALID) {
 		t.Errorf("bad status: %v, want invalid", err)
 	}
 }
@@ -69,29 +69,29 @@ func TestListUsersPagesThroughEveryBucket(t *testing.T) {
 func TestTickStartsOncePerDueTime(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(3)
-	s, etag, _ := e.engine.Settings(ctx)
+	e.Seed(3)
+	s, etag, _ := e.Engine.Settings(ctx)
 	s.Schedule = dirsync.Schedule{Frequency: "hourly", Minute: 30, TimeZone: "UTC"}
-	if _, err := e.engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Set(time.Date(2026, 11, 23, 10, 31, 0, 0, time.UTC))
-	run, err := e.engine.Tick(ctx)
+	e.Clock.Set(time.Date(2026, 11, 23, 10, 31, 0, 0, time.UTC))
+	run, err := e.Engine.Tick(ctx)
 	if err != nil || run == nil || run.Trigger != dirsync.TriggerSchedule {
 		t.Fatalf("first tick: run %v, err %v; want a scheduled run", run, err)
 	}
-	e.drain(run.ID, dirsynctest.DrainOptions{})
+	e.Finish(run.ID, dirsynctest.DrainOptions{})
 	// Overlapping ticks for the same due time start nothing more.
 	for range 3 {
-		if again, err := e.engine.Tick(ctx); err != nil || again != nil {
+		if again, err := e.Engine.Tick(ctx); err != nil || again != nil {
 			t.Fatalf("repeat tick: run %v, err %v; want none", again, err)
 		}
 	}
-	e.clock.Set(time.Date(2026, 11, 23, 11, 30, 0, 0, time.UTC))
-	if next, err := e.engine.Tick(ctx); err != nil || next == nil {
+	e.Clock.Set(time.Date(2026, 11, 23, 11, 30, 0, 0, time.UTC))
+	if next, err := e.Engine.Tick(ctx); err != nil || next == nil {
 		t.Fatalf("next due time: run %v, err %v", next, err)
 	}
-	st, err := e.engine.Status(ctx)
+	st, err := e.Engine.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,15 +103,15 @@ func TestTickStartsOncePerDueTime(t *testing.T) {
 func TestTickDoesNothingWhenDisabled(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	s, etag, _ := e.engine.Settings(ctx)
+	s, etag, _ := e.Engine.Settings(ctx)
 	s.Enabled = false
-	if _, err := e.engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	if run, err := e.engine.Tick(ctx); err != nil || run != nil {
+	if run, err := e.Engine.Tick(ctx); err != nil || run != nil {
 		t.Errorf("tick while disabled: %v %v", run, err)
 	}
-	st, _ := e.engine.Status(ctx)
+	st, _ := e.Engine.Status(ctx)
 	var codes []string
 	for _, a := range st.Actions {
 		codes = append(codes, a.Code)

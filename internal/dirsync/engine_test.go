@@ -13,69 +13,27 @@ import (
 	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
 )
 
-type env struct {
-	t      *testing.T
-	store  *dirsynctest.Store
-	logs   *dirsynctest.Logs
-	queue  *dirsynctest.Queue
-	source *dirsynctest.Source
-	clock  *dirsynctest.Clock
-	engine *dirsync.Engine
-}
+// env is the engine on the in-memory doubles, with directory and want to
+// compare what it wrote with the source.
+type env struct{ *dirsynctest.Env }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, store: dirsynctest.NewStore(), logs: dirsynctest.NewLogs(), queue: dirsynctest.NewQueue(),
-		source: dirsynctest.NewSource(), clock: dirsynctest.NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))}
-	e.engine = &dirsync.Engine{Store: e.store, Logs: e.logs, Queue: e.queue, Source: e.source, Now: e.clock.Now}
+	e := &env{dirsynctest.NewEngine(t)}
 	// Tiny tenants would trip the default percentage threshold; the
 	// threshold has tests of its own.
 	setThreshold(t, e, dirsync.DeletionThreshold{Enabled: true, MaxCount: 100, MaxPercent: 50})
 	return e
 }
 
-func uid(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+func uid(n int) string { return dirsynctest.UserID(n) }
 
-func person(n int) map[string]string {
-	return map[string]string{
-		"displayName": fmt.Sprintf("User %d", n), "givenName": "User", "surname": fmt.Sprint(n),
-		"mail": fmt.Sprintf("user%d@contoso.example", n), "userPrincipalName": fmt.Sprintf("user%d@contoso.example", n),
-		"jobTitle": "Engineer", "department": "Engineering",
-	}
-}
-
-func (e *env) seed(n int) {
-	for i := 1; i <= n; i++ {
-		e.source.Put(uid(i), person(i))
-	}
-}
-
-// sync starts a run and drains the queue, returning the run as it ended.
-func (e *env) sync(opt dirsynctest.DrainOptions) dirsync.Run {
-	e.t.Helper()
-	ctx := context.Background()
-	run, err := e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "test"})
-	if err != nil {
-		e.t.Fatalf("StartRun: %v", err)
-	}
-	return e.drain(run.ID, opt)
-}
-
-func (e *env) drain(runID string, opt dirsynctest.DrainOptions) dirsync.Run {
-	e.t.Helper()
-	ctx := context.Background()
-	e.queue.Drain(ctx, e.clock, e.engine.HandleWork, opt)
-	run, err := e.engine.GetRun(ctx, runID)
-	if err != nil {
-		e.t.Fatalf("GetRun: %v", err)
-	}
-	return run
-}
+func person(n int) map[string]string { return dirsynctest.Person(n) }
 
 // directory returns active users' fields by id.
 func (e *env) directory(status string) map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for _, ent := range e.store.Rows(dirsync.TableUsers) {
+	for _, ent := range e.Store.Rows(dirsync.TableUsers) {
 		if ent.Str("status") != status {
 			continue
 		}
@@ -93,7 +51,7 @@ func (e *env) directory(status string) map[string]map[string]string {
 // want maps source users through the default mapping.
 func (e *env) want() map[string]map[string]string {
 	out := map[string]map[string]string{}
-	for id, a := range e.source.Users() {
+	for id, a := range e.Source.Users() {
 		f := map[string]string{}
 		for _, m := range dirsync.DefaultSettings().Mapping {
 			v := a[m.Source]
@@ -113,8 +71,8 @@ func counters(r dirsync.Run) dirsync.Counters { c := r.Counters; c.SkippedBy = n
 
 func TestFirstFullSyncEqualsSource(t *testing.T) {
 	e := newEnv(t)
-	e.seed(10)
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Seed(10)
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeFull {
 		t.Fatalf("run = %s/%s (%s), want succeeded/full", run.Status, run.Mode, run.Error)
 	}
@@ -124,26 +82,26 @@ func TestFirstFullSyncEqualsSource(t *testing.T) {
 	if diff := cmp.Diff(dirsync.Counters{Seen: 10, Added: 10}, counters(run)); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(e.logs.Text(run.LogName), `"event":"run_finished"`) {
-		t.Errorf("log lacks run_finished:\n%s", e.logs.Text(run.LogName))
+	if !strings.Contains(e.Logs.Text(run.LogName), `"event":"run_finished"`) {
+		t.Errorf("log lacks run_finished:\n%s", e.Logs.Text(run.LogName))
 	}
 }
 
 func TestIncrementalRoundAppliesEveryKindOfChange(t *testing.T) {
 	e := newEnv(t)
-	e.seed(10)
-	e.sync(dirsynctest.DrainOptions{})
+	e.Seed(10)
+	e.Sync(dirsynctest.DrainOptions{})
 
-	e.source.Put(uid(11), person(11)) // added
+	e.Source.Put(uid(11), person(11)) // added
 	p := person(2)
 	p["jobTitle"] = "Senior Manager"
-	e.source.Put(uid(2), p)                         // changed
-	e.source.Remove(uid(3), dirsync.RemovedChanged) // soft delete
-	e.source.Remove(uid(4), dirsync.RemovedDeleted) // hard delete
-	e.source.Remove(uid(5), dirsync.RemovedChanged) // soft delete ...
-	e.source.Put(uid(5), person(5))                 // ... then restored
-	e.source.Put(uid(6), person(6))                 // touched, nothing mapped changed
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(2), p)                         // changed
+	e.Source.Remove(uid(3), dirsync.RemovedChanged) // soft delete
+	e.Source.Remove(uid(4), dirsync.RemovedDeleted) // hard delete
+	e.Source.Remove(uid(5), dirsync.RemovedChanged) // soft delete ...
+	e.Source.Put(uid(5), person(5))                 // ... then restored
+	e.Source.Put(uid(6), person(6))                 // touched, nothing mapped changed
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeDelta {
 		t.Fatalf("run = %s/%s (%s), want succeeded/delta", run.Status, run.Mode, run.Error)
 	}
@@ -153,7 +111,7 @@ func TestIncrementalRoundAppliesEveryKindOfChange(t *testing.T) {
 	if diff := cmp.Diff(dirsync.Counters{Seen: 6, Added: 1, Updated: 1, Unchanged: 2, Deleted: 2}, counters(run)); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
-	log := e.logs.Text(run.LogName)
+	log := e.Logs.Text(run.LogName)
 	for _, wantLine := range []string{`"event":"updated"`, `"field":"jobTitle","old":"Engineer","new":"Senior Manager"`, `"event":"deleted"`} {
 		if !strings.Contains(log, wantLine) {
 			t.Errorf("log lacks %s:\n%s", wantLine, log)
@@ -164,23 +122,23 @@ func TestIncrementalRoundAppliesEveryKindOfChange(t *testing.T) {
 func TestDeletedUserLeavesEveryGroup(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.seed(3)
-	e.sync(dirsynctest.DrainOptions{})
+	e.Seed(3)
+	e.Sync(dirsynctest.DrainOptions{})
 	for _, g := range []string{uid(900), uid(901)} {
-		if err := e.engine.AddMember(ctx, g, uid(1)); err != nil {
+		if err := e.Engine.AddMember(ctx, g, uid(1)); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.engine.AddMember(ctx, g, uid(2)); err != nil {
+		if err := e.Engine.AddMember(ctx, g, uid(2)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	e.source.Remove(uid(1), dirsync.RemovedDeleted)
-	e.sync(dirsynctest.DrainOptions{})
-	groups, _ := e.engine.UserGroups(ctx, uid(1))
+	e.Source.Remove(uid(1), dirsync.RemovedDeleted)
+	e.Sync(dirsynctest.DrainOptions{})
+	groups, _ := e.Engine.UserGroups(ctx, uid(1))
 	if len(groups) != 0 {
 		t.Errorf("deleted user still in groups %v", groups)
 	}
-	members, _ := e.engine.GroupMembers(ctx, uid(900))
+	members, _ := e.Engine.GroupMembers(ctx, uid(900))
 	if diff := cmp.Diff([]string{uid(2)}, members); diff != "" {
 		t.Errorf("members (-want +got):\n%s", diff)
 	}
@@ -188,48 +146,48 @@ func TestDeletedUserLeavesEveryGroup(t *testing.T) {
 
 func TestDuplicatesFlaggedAndResolved(t *testing.T) {
 	e := newEnv(t)
-	e.seed(4)
+	e.Seed(4)
 	dup := person(2)
 	dup["mail"] = "  USER1@Contoso.example " // same email as user 1 after normalizing
-	e.source.Put(uid(2), dup)
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(2), dup)
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if diff := cmp.Diff(dirsync.Counters{Seen: 4, Added: 3, Duplicate: 1}, counters(run)); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
-	u, err := e.engine.GetUser(context.Background(), uid(2))
+	u, err := e.Engine.GetUser(context.Background(), uid(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if u.Status != dirsync.StatusDuplicate || u.DuplicateOf != uid(1) || !strings.Contains(u.Reason, "user1@contoso.example") {
 		t.Errorf("user 2 = %+v, want duplicate of user 1", u)
 	}
-	if !strings.Contains(e.logs.Text(run.LogName), `"event":"duplicate"`) {
+	if !strings.Contains(e.Logs.Text(run.LogName), `"event":"duplicate"`) {
 		t.Errorf("log lacks the duplicate line")
 	}
 
 	// The owner leaves: the duplicate is picked up automatically.
-	e.source.Remove(uid(1), dirsync.RemovedDeleted)
-	run = e.sync(dirsynctest.DrainOptions{})
-	u, _ = e.engine.GetUser(context.Background(), uid(2))
+	e.Source.Remove(uid(1), dirsync.RemovedDeleted)
+	run = e.Sync(dirsynctest.DrainOptions{})
+	u, _ = e.Engine.GetUser(context.Background(), uid(2))
 	if u.Status != dirsync.StatusActive {
 		t.Errorf("after the owner left, user 2 is %s (%s), want active", u.Status, u.Reason)
 	}
-	if !strings.Contains(e.logs.Text(run.LogName), `"event":"duplicate_resolved"`) {
-		t.Errorf("log lacks duplicate_resolved:\n%s", e.logs.Text(run.LogName))
+	if !strings.Contains(e.Logs.Text(run.LogName), `"event":"duplicate_resolved"`) {
+		t.Errorf("log lacks duplicate_resolved:\n%s", e.Logs.Text(run.LogName))
 	}
 }
 
 func TestRequiredAttributeSkips(t *testing.T) {
 	e := newEnv(t)
-	e.seed(3)
+	e.Seed(3)
 	p := person(2)
 	delete(p, "displayName")
-	e.source.Put(uid(2), p)
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(2), p)
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if diff := cmp.Diff(dirsync.Counters{Seen: 3, Added: 2, Skipped: 1, SkippedBy: map[string]int64{"displayName": 1}}, run.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
-	u, _ := e.engine.GetUser(context.Background(), uid(2))
+	u, _ := e.Engine.GetUser(context.Background(), uid(2))
 	if u.Status != dirsync.StatusSkipped || !strings.Contains(u.Reason, "displayName (Graph displayName)") {
 		t.Errorf("user 2 = %s %q", u.Status, u.Reason)
 	}
@@ -241,13 +199,13 @@ func TestEveryUserSkippedFailsTheRunNamingTheField(t *testing.T) {
 		p := person(i)
 		delete(p, "mail")
 		delete(p, "userPrincipalName")
-		e.source.Put(uid(i), p)
+		e.Source.Put(uid(i), p)
 	}
-	run := e.sync(dirsynctest.DrainOptions{})
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunFailed || !strings.Contains(run.Error, "email (Graph mail or userPrincipalName)") || !strings.Contains(run.Hint, `"email"`) {
 		t.Errorf("run = %s %q %q", run.Status, run.Error, run.Hint)
 	}
-	if _, err := e.engine.StartRun(context.Background(), dirsync.StartRequest{Trigger: dirsync.TriggerManual}); err != nil {
+	if _, err := e.Engine.StartRun(context.Background(), dirsync.StartRequest{Trigger: dirsync.TriggerManual}); err != nil {
 		t.Errorf("lock not released after failure: %v", err)
 	}
 }
@@ -296,22 +254,22 @@ func TestRedeliveryAndCrashesKeepCountsExact(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			if tc.crash > 0 {
-				e.engine.Store = &failingStore{Store: e.store, n: tc.crash}
+				e.Engine.Store = &failingStore{Store: e.Store, n: tc.crash}
 			}
-			e.seed(20)
+			e.Seed(20)
 			dup := person(7)
 			dup["mail"] = "user3@contoso.example"
-			e.source.Put(uid(7), dup)
-			run := e.sync(tc.opt)
+			e.Source.Put(uid(7), dup)
+			run := e.Sync(tc.opt)
 			if diff := cmp.Diff(dirsync.Counters{Seen: 20, Added: 19, Duplicate: 1}, counters(run)); diff != "" {
 				t.Errorf("full run counters (-want +got):\n%s", diff)
 			}
-			e.source.Put(uid(21), person(21))
+			e.Source.Put(uid(21), person(21))
 			p := person(8)
 			p["city"] = "Oslo"
-			e.source.Put(uid(8), p)
-			e.source.Remove(uid(9), dirsync.RemovedDeleted)
-			run = e.sync(tc.opt)
+			e.Source.Put(uid(8), p)
+			e.Source.Remove(uid(9), dirsync.RemovedDeleted)
+			run = e.Sync(tc.opt)
 			if run.Status != dirsync.RunSucceeded {
 				t.Fatalf("run %s: %s", run.Status, run.Error)
 			}
@@ -329,12 +287,12 @@ func TestRedeliveryAndCrashesKeepCountsExact(t *testing.T) {
 
 func TestExpiredTokenLeadsToFullResyncWithSweep(t *testing.T) {
 	e := newEnv(t)
-	e.seed(8)
-	e.sync(dirsynctest.DrainOptions{})
-	e.source.Remove(uid(3), dirsync.RemovedDeleted)
-	e.source.Put(uid(9), person(9))
-	e.source.Expire()
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Seed(8)
+	e.Sync(dirsynctest.DrainOptions{})
+	e.Source.Remove(uid(3), dirsync.RemovedDeleted)
+	e.Source.Put(uid(9), person(9))
+	e.Source.Expire()
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeFull || run.Restarts != 1 {
 		t.Fatalf("run = %s/%s restarts %d (%s)", run.Status, run.Mode, run.Restarts, run.Error)
 	}
@@ -344,63 +302,63 @@ func TestExpiredTokenLeadsToFullResyncWithSweep(t *testing.T) {
 	if run.Counters.Deleted != 1 || run.Counters.Added != 1 {
 		t.Errorf("counters = %+v, want 1 added and 1 deleted", run.Counters)
 	}
-	if !strings.Contains(e.logs.Text(run.LogName), "delta_token_expired") {
+	if !strings.Contains(e.Logs.Text(run.LogName), "delta_token_expired") {
 		t.Errorf("log does not explain the expiry")
 	}
 	// and the next run is incremental again
-	if run := e.sync(dirsynctest.DrainOptions{}); run.Mode != dirsync.ModeDelta {
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Mode != dirsync.ModeDelta {
 		t.Errorf("next run mode = %s, want delta", run.Mode)
 	}
 }
 
 func TestThrottlingReschedulesInsteadOfSleeping(t *testing.T) {
 	e := newEnv(t)
-	e.seed(5)
+	e.Seed(5)
 	throttled := &dirsync.Error{Code: dirsync.ETHROTTLED, Message: "429", RetryAfter: 2 * time.Minute}
-	e.source.Errs = []error{nil, throttled, throttled}
-	start := e.clock.Now()
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Errs = []error{nil, throttled, throttled}
+	start := e.Clock.Now()
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Counters.Added != 5 {
 		t.Fatalf("run = %s %+v", run.Status, run.Counters)
 	}
-	if waited := e.clock.Now().Sub(start); waited < 4*time.Minute {
+	if waited := e.Clock.Now().Sub(start); waited < 4*time.Minute {
 		t.Errorf("clock advanced %s; the item should have been scheduled 2 x 2 minutes later", waited)
 	}
 }
 
 func TestPoisonItemFailsTheRunWithAReason(t *testing.T) {
 	e := newEnv(t)
-	e.seed(5)
+	e.Seed(5)
 	for range 10 {
-		e.source.Errs = append(e.source.Errs, &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "Graph answered 503"})
+		e.Source.Errs = append(e.Source.Errs, &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "Graph answered 503"})
 	}
-	run := e.sync(dirsynctest.DrainOptions{})
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunFailed || !strings.Contains(run.Error, "503") || run.Hint == "" {
 		t.Errorf("run = %s %q %q", run.Status, run.Error, run.Hint)
 	}
-	if len(e.queue.Dead) != 1 {
-		t.Errorf("dead letters = %d, want 1", len(e.queue.Dead))
+	if len(e.Queue.Dead) != 1 {
+		t.Errorf("dead letters = %d, want 1", len(e.Queue.Dead))
 	}
 }
 
 func TestPermissionDeniedFailsAtOnce(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
-	e.source.Errs = []error{&dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "Graph denied access", Hint: "Grant User.Read.All"}}
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Seed(2)
+	e.Source.Errs = []error{&dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "Graph denied access", Hint: "Grant User.Read.All"}}
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunFailed || run.Hint != "Grant User.Read.All" {
 		t.Errorf("run = %s %q %q", run.Status, run.Error, run.Hint)
 	}
-	if e.source.Calls != 1 {
-		t.Errorf("Graph called %d times; a permission error must not be retried", e.source.Calls)
+	if e.Source.Calls != 1 {
+		t.Errorf("Graph called %d times; a permission error must not be retried", e.Source.Calls)
 	}
 }
 
 func setThreshold(t *testing.T, e *env, th dirsync.DeletionThreshold) {
 	t.Helper()
-	s, etag, _ := e.engine.Settings(context.Background())
+	s, etag, _ := e.Engine.Settings(context.Background())
 	s.DeletionThreshold = th
-	if _, err := e.engine.PutSettings(context.Background(), s, etag, "admin"); err != nil {
+	if _, err := e.Engine.PutSettings(context.Background(), s, etag, "admin"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -410,34 +368,34 @@ func TestDeletionThresholdBlocksUntilApproved(t *testing.T) {
 	for _, approve := range []bool{true, false} {
 		t.Run(fmt.Sprintf("approve=%v", approve), func(t *testing.T) {
 			e := newEnv(t)
-			e.seed(10)
+			e.Seed(10)
 			setThreshold(t, e, dirsync.DeletionThreshold{Enabled: true, MaxCount: 2})
-			e.sync(dirsynctest.DrainOptions{})
+			e.Sync(dirsynctest.DrainOptions{})
 			for i := 1; i <= 5; i++ {
-				e.source.Remove(uid(i), dirsync.RemovedDeleted)
+				e.Source.Remove(uid(i), dirsync.RemovedDeleted)
 			}
-			run := e.sync(dirsynctest.DrainOptions{})
+			run := e.Sync(dirsynctest.DrainOptions{})
 			if run.Status != dirsync.RunBlocked || run.PendingDeletions != 5 {
 				t.Fatalf("run = %s pending %d, want blocked with 5", run.Status, run.PendingDeletions)
 			}
 			if len(e.directory(dirsync.StatusActive)) != 10 {
 				t.Fatalf("users deleted before approval")
 			}
-			if strings.Count(e.logs.Text(run.LogName), "pending_deletion") != 5 {
+			if strings.Count(e.Logs.Text(run.LogName), "pending_deletion") != 5 {
 				t.Errorf("log should list the 5 pending deletions")
 			}
-			if _, err := e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerSchedule}); !dirsync.IsCode(err, dirsync.ECONFLICT) {
+			if _, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerSchedule}); !dirsync.IsCode(err, dirsync.ECONFLICT) {
 				t.Errorf("start while blocked: %v, want conflict", err)
 			}
 			if approve {
-				_, err := e.engine.ApproveDeletions(ctx, run.ID, "admin")
+				_, err := e.Engine.ApproveDeletions(ctx, run.ID, "admin")
 				if err != nil {
 					t.Fatal(err)
 				}
-			} else if _, err := e.engine.RejectDeletions(ctx, run.ID, "admin"); err != nil {
+			} else if _, err := e.Engine.RejectDeletions(ctx, run.ID, "admin"); err != nil {
 				t.Fatal(err)
 			}
-			run = e.drain(run.ID, dirsynctest.DrainOptions{})
+			run = e.Finish(run.ID, dirsynctest.DrainOptions{})
 			wantUsers, wantDeleted := 5, int64(5)
 			if !approve {
 				wantUsers, wantDeleted = 10, 0
@@ -454,17 +412,17 @@ func TestDeletionThresholdBlocksUntilApproved(t *testing.T) {
 
 func TestEmptyEnumerationNeverDeletesEverything(t *testing.T) {
 	e := newEnv(t)
-	e.seed(5)
+	e.Seed(5)
 	setThreshold(t, e, dirsync.DeletionThreshold{Enabled: false})
-	e.sync(dirsynctest.DrainOptions{})
+	e.Sync(dirsynctest.DrainOptions{})
 	for i := 1; i <= 5; i++ {
-		e.source.Remove(uid(i), dirsync.RemovedDeleted)
+		e.Source.Remove(uid(i), dirsync.RemovedDeleted)
 	}
-	run, err := e.engine.StartRun(context.Background(), dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: dirsync.ModeFull})
+	run, err := e.Engine.StartRun(context.Background(), dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: dirsync.ModeFull})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run = e.drain(run.ID, dirsynctest.DrainOptions{})
+	run = e.Finish(run.ID, dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunBlocked || !strings.Contains(run.Error, "no users at all") {
 		t.Errorf("run = %s %q, want blocked", run.Status, run.Error)
 	}
@@ -476,26 +434,26 @@ func TestEmptyEnumerationNeverDeletesEverything(t *testing.T) {
 func TestSingleRunLock(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(3)
-	first, err := e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
+	e.Seed(3)
+	first, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
+	_, err = e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
 	if !dirsync.IsCode(err, dirsync.ECONFLICT) || !strings.Contains(err.Error(), first.ID) {
 		t.Fatalf("second start: %v, want conflict naming %s", err, first.ID)
 	}
 	// A run that stopped heart-beating is stale: a new run may replace it.
-	e.clock.Advance(31 * time.Minute)
-	second, err := e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
+	e.Clock.Advance(31 * time.Minute)
+	second, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual})
 	if err != nil {
 		t.Fatalf("start after stale lock: %v", err)
 	}
-	old, _ := e.engine.GetRun(ctx, first.ID)
+	old, _ := e.Engine.GetRun(ctx, first.ID)
 	if old.Status != dirsync.RunFailed || !strings.Contains(old.Error, "heartbeat") {
 		t.Errorf("stale run = %s %q", old.Status, old.Error)
 	}
-	run := e.drain(second.ID, dirsynctest.DrainOptions{})
+	run := e.Finish(second.ID, dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded {
 		t.Errorf("second run = %s %s", run.Status, run.Error)
 	}
@@ -504,27 +462,27 @@ func TestSingleRunLock(t *testing.T) {
 func TestDisableKeepsDataAndEnableResumes(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(4)
-	e.sync(dirsynctest.DrainOptions{})
-	before := e.store.Rows(dirsync.TableUsers)
-	s, etag, _ := e.engine.Settings(ctx)
+	e.Seed(4)
+	e.Sync(dirsynctest.DrainOptions{})
+	before := e.Store.Rows(dirsync.TableUsers)
+	s, etag, _ := e.Engine.Settings(ctx)
 	s.Enabled = false
-	etag, err := e.engine.PutSettings(ctx, s, etag, "admin")
+	etag, err := e.Engine.PutSettings(ctx, s, etag, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual}); !dirsync.IsCode(err, dirsync.ECONFLICT) {
+	if _, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual}); !dirsync.IsCode(err, dirsync.ECONFLICT) {
 		t.Errorf("start while disabled: %v, want conflict", err)
 	}
-	if diff := cmp.Diff(before, e.store.Rows(dirsync.TableUsers)); diff != "" {
+	if diff := cmp.Diff(before, e.Store.Rows(dirsync.TableUsers)); diff != "" {
 		t.Errorf("disabling changed the directory (-want +got):\n%s", diff)
 	}
 	s.Enabled = true
-	if _, err := e.engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	e.source.Put(uid(5), person(5))
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(5), person(5))
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Mode != dirsync.ModeDelta || run.Counters.Added != 1 {
 		t.Errorf("after enable: %s added %d, want a delta run adding 1", run.Mode, run.Counters.Added)
 	}
@@ -533,19 +491,19 @@ func TestDisableKeepsDataAndEnableResumes(t *testing.T) {
 func TestResetStartsAFullSync(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(4)
-	e.sync(dirsynctest.DrainOptions{})
-	run, err := e.engine.Reset(ctx, "admin")
+	e.Seed(4)
+	e.Sync(dirsynctest.DrainOptions{})
+	run, err := e.Engine.Reset(ctx, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if run.Mode != dirsync.ModeFull || run.Trigger != dirsync.TriggerReset {
 		t.Errorf("reset run = %s/%s", run.Mode, run.Trigger)
 	}
-	if _, err := e.engine.Reset(ctx, "admin"); !dirsync.IsCode(err, dirsync.ECONFLICT) {
+	if _, err := e.Engine.Reset(ctx, "admin"); !dirsync.IsCode(err, dirsync.ECONFLICT) {
 		t.Errorf("reset during a run: %v, want conflict", err)
 	}
-	run = e.drain(run.ID, dirsynctest.DrainOptions{})
+	run = e.Finish(run.ID, dirsynctest.DrainOptions{})
 	if run.Status != dirsync.RunSucceeded || run.Counters.Unchanged != 4 {
 		t.Errorf("reset run = %s %+v", run.Status, run.Counters)
 	}
@@ -557,18 +515,18 @@ func TestResetStartsAFullSync(t *testing.T) {
 func TestMappingChangeForcesFullRun(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(3)
-	e.sync(dirsynctest.DrainOptions{})
-	s, etag, _ := e.engine.Settings(ctx)
+	e.Seed(3)
+	e.Sync(dirsynctest.DrainOptions{})
+	s, etag, _ := e.Engine.Settings(ctx)
 	s.Mapping = append(s.Mapping, dirsync.FieldMapping{Field: "company", Constant: "Contoso"})
-	if _, err := e.engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
 		t.Fatal(err)
 	}
-	run := e.sync(dirsynctest.DrainOptions{})
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Mode != dirsync.ModeFull || run.Counters.Updated != 3 {
 		t.Errorf("run = %s %+v, want full with 3 updated", run.Mode, run.Counters)
 	}
-	u, _ := e.engine.GetUser(ctx, uid(1))
+	u, _ := e.Engine.GetUser(ctx, uid(1))
 	if u.Fields["company"] != "Contoso" {
 		t.Errorf("constant not applied: %v", u.Fields)
 	}
@@ -577,15 +535,15 @@ func TestMappingChangeForcesFullRun(t *testing.T) {
 func TestSettingsETagConflict(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.clock.Advance(time.Minute)
-	s, etag, _ := e.engine.Settings(ctx)
-	if _, err := e.engine.PutSettings(ctx, s, etag, "a"); err != nil {
+	e.Clock.Advance(time.Minute)
+	s, etag, _ := e.Engine.Settings(ctx)
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.engine.PutSettings(ctx, s, etag, "b"); !dirsync.IsCode(err, dirsync.EPRECONDITION) {
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "b"); !dirsync.IsCode(err, dirsync.EPRECONDITION) {
 		t.Errorf("stale etag: %v, want precondition_failed", err)
 	}
-	audit, _, err := e.engine.ListAudit(ctx, 10, "")
+	audit, _, err := e.Engine.ListAudit(ctx, 10, "")
 	var who []string
 	for _, a := range audit {
 		who = append(who, a.Who)
@@ -600,14 +558,14 @@ func TestSettingsETagConflict(t *testing.T) {
 // cleared ones as null: the rest must keep their values.
 func TestPartialDeltaUpdatesKeepUnsentFields(t *testing.T) {
 	e := newEnv(t)
-	e.seed(3)
-	e.source.Partial = true
-	e.sync(dirsynctest.DrainOptions{})
+	e.Seed(3)
+	e.Source.Partial = true
+	e.Sync(dirsynctest.DrainOptions{})
 	p := person(1)
 	p["jobTitle"] = "Senior Manager"
 	delete(p, "department")
-	e.source.Put(uid(1), p)
-	run := e.sync(dirsynctest.DrainOptions{})
+	e.Source.Put(uid(1), p)
+	run := e.Sync(dirsynctest.DrainOptions{})
 	if run.Counters.Updated != 1 {
 		t.Fatalf("counters = %+v", run.Counters)
 	}

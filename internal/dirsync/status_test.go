@@ -14,15 +14,15 @@ import (
 func TestStatusCountsUsersByStatus(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	e.seed(40)
+	e.Seed(40)
 	dup := person(2)
 	dup["mail"] = "user1@contoso.example"
-	e.source.Put(uid(2), dup)
+	e.Source.Put(uid(2), dup)
 	noName := person(3)
 	delete(noName, "displayName")
-	e.source.Put(uid(3), noName)
-	e.sync(dirsynctest.DrainOptions{Duplicate: true})
-	st, err := e.engine.Status(ctx)
+	e.Source.Put(uid(3), noName)
+	e.Sync(dirsynctest.DrainOptions{Duplicate: true})
+	st, err := e.Engine.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,9 +31,9 @@ func TestStatusCountsUsersByStatus(t *testing.T) {
 		t.Errorf("user counts (-want +got):\n%s (total %d)", diff, st.DirectoryUsers)
 	}
 	// The owner leaves: the duplicate is promoted, counts follow.
-	e.source.Remove(uid(1), dirsync.RemovedDeleted)
-	e.sync(dirsynctest.DrainOptions{})
-	st, _ = e.engine.Status(ctx)
+	e.Source.Remove(uid(1), dirsync.RemovedDeleted)
+	e.Sync(dirsynctest.DrainOptions{})
+	st, _ = e.Engine.Status(ctx)
 	want = map[string]int64{dirsync.StatusActive: 38, dirsync.StatusDuplicate: 0, dirsync.StatusSkipped: 1}
 	if diff := cmp.Diff(want, st.UserCounts); diff != "" || st.DirectoryUsers != 39 {
 		t.Errorf("after a deletion (-want +got):\n%s (total %d)", diff, st.DirectoryUsers)
@@ -42,11 +42,11 @@ func TestStatusCountsUsersByStatus(t *testing.T) {
 
 func TestStatusNamesAMissingPermission(t *testing.T) {
 	e := newEnv(t)
-	e.seed(2)
-	e.source.Errs = []error{&dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "Graph denied access to users",
+	e.Seed(2)
+	e.Source.Errs = []error{&dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "Graph denied access to users",
 		Hint: "Grant the application permission User.Read.All and admin consent"}}
-	e.sync(dirsynctest.DrainOptions{})
-	st, err := e.engine.Status(context.Background())
+	e.Sync(dirsynctest.DrainOptions{})
+	st, err := e.Engine.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Package dirsynctest holds in-memory implementations of the dirsync ports
 // for unit tests of pure logic. They follow the ports' error contracts so the
 // engine can be tested in milliseconds; the real adapters are tested against
-// Azurite, the Graph simulator and the local host.
+// Azurite, the Graph simulator and the local host. Env puts the real engine
+// on them.
 package dirsynctest
 
 import (
