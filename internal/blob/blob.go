@@ -22,16 +22,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/appendblob"
 	azblobpkg "github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -39,6 +36,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
 
+	"github.com/entrasync/entrasync/internal/azure"
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
@@ -99,7 +97,7 @@ func New(cfg Config) (*LogStore, error) {
 	if !validContainer(name) {
 		return nil, configError("Container %q is not a valid container name: use 3 to 63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit", name)
 	}
-	opts := &service.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: retryOptions(cfg.MaxRetries)}}
+	opts := &service.ClientOptions{ClientOptions: azure.ClientOptions(cfg.MaxRetries)}
 	s := &LogStore{container: name, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -112,31 +110,30 @@ func New(cfg Config) (*LogStore, error) {
 		if cfg.UseManagedIdentity || cfg.ClientID != "" {
 			return nil, configError("UseManagedIdentity and ClientID apply only with AccountURL, not with ConnectionString")
 		}
-		fields, perr := parseConnectionString(cfg.ConnectionString)
+		// Say precisely what is wrong, without quoting the string (it holds
+		// the account key): the SDK rejects some of these only vaguely.
+		fields, perr := azure.ParseConnectionString(cfg.ConnectionString)
 		if perr != nil {
-			return nil, perr
+			return nil, configError("ConnectionString is malformed: %v", perr)
 		}
 		s.svc, err = service.NewClientFromConnectionString(cfg.ConnectionString, opts)
 		if err != nil {
 			return nil, configError("ConnectionString could not be used: it needs AccountName and AccountKey (or BlobEndpoint with a SharedAccessSignature)")
 		}
-		if fields["AccountName"] != "" && fields["AccountKey"] != "" {
-			s.sharedKey, err = service.NewSharedKeyCredential(fields["AccountName"], fields["AccountKey"])
+		// Keys spelled exactly so, as the SDK reads them.
+		if account, key := fields.Value("AccountName"), fields.Value("AccountKey"); account != "" && key != "" {
+			s.sharedKey, err = service.NewSharedKeyCredential(account, key)
 			if err != nil {
 				return nil, configError("ConnectionString has an AccountKey that is not valid base64")
 			}
 		}
 	case cfg.AccountURL != "":
-		u, perr := url.Parse(cfg.AccountURL)
-		if perr != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, configError("AccountURL %q is not a URL like https://<account>.blob.core.windows.net/", cfg.AccountURL)
+		if err := azure.CheckAccountURL(cfg.AccountURL, "blob"); err != nil {
+			return nil, configError("%v", err)
 		}
-		if u.RawQuery != "" {
-			return nil, configError("AccountURL must not carry a query (a SAS token); use managed identity or a connection string")
-		}
-		cred, cerr := credential(cfg.UseManagedIdentity, cfg.ClientID)
+		cred, cerr := azure.Credential(cfg.UseManagedIdentity, cfg.ClientID)
 		if cerr != nil {
-			return nil, cerr
+			return nil, configError("%v", cerr)
 		}
 		if s.svc, err = service.NewClient(cfg.AccountURL, cred, opts); err != nil {
 			return nil, configError("AccountURL %q: %v", cfg.AccountURL, err)
@@ -153,51 +150,6 @@ func New(cfg Config) (*LogStore, error) {
 func configError(format string, args ...any) error {
 	return dirsync.Errorf(dirsync.EINVALID, "blob storage config: "+format, args...).
 		WithHint("fix the blob storage settings of the app and restart it")
-}
-
-// parseConnectionString splits key=value pairs without ever quoting the
-// string in an error (it holds the account key).
-func parseConnectionString(cs string) (map[string]string, error) {
-	fields := map[string]string{}
-	for _, part := range strings.Split(strings.TrimRight(cs, ";"), ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			return nil, configError("ConnectionString is malformed: expected key=value pairs separated by ';'")
-		}
-		fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	return fields, nil
-}
-
-// credential: see table.credential; the same rules as the Functions host's
-// identity-based connections.
-func credential(managedIdentityOnly bool, clientID string) (azcore.TokenCredential, error) {
-	if managedIdentityOnly || clientID != "" {
-		o := &azidentity.ManagedIdentityCredentialOptions{}
-		if clientID != "" {
-			o.ID = azidentity.ClientID(clientID)
-		}
-		c, err := azidentity.NewManagedIdentityCredential(o)
-		if err != nil {
-			return nil, configError("managed identity (ClientID %q) cannot be used here: %v", clientID, err)
-		}
-		return c, nil
-	}
-	c, err := azidentity.NewDefaultAzureCredential(nil)
-	if err != nil {
-		return nil, configError("no Azure credential available: %v", err)
-	}
-	return c, nil
-}
-
-func retryOptions(n int) policy.RetryOptions {
-	switch {
-	case n < 0:
-		return policy.RetryOptions{MaxRetries: -1}
-	case n > 0:
-		return policy.RetryOptions{MaxRetries: int32(n)}
-	}
-	return policy.RetryOptions{}
 }
 
 func validContainer(s string) bool {

@@ -309,8 +309,14 @@ func TestPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = bad.Ping(ctx)
-	if c := dirsync.ErrorCode(err); c != dirsync.EUNAUTHORIZED && c != dirsync.EFORBIDDEN {
-		t.Errorf("Ping with a wrong key: %v (code %q), want unauthorized or forbidden", err, c)
+	// The app's own credential was refused: unavailable, not unauthorized
+	// (the API would answer 401 and blame the caller's function key).
+	wantCode(t, "Ping with a wrong key", err, dirsync.EUNAVAILABLE)
+	if msg := dirsync.ErrorMessage(err); !strings.Contains(msg, "the storage account refused the app's credentials") {
+		t.Errorf("Ping with a wrong key: message %q does not say the storage account refused the app's credentials", msg)
+	}
+	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "STORAGE_CONNECTION_STRING") || !strings.Contains(hint, "role assignment") {
+		t.Errorf("Ping with a wrong key: hint %q does not name STORAGE_CONNECTION_STRING and the role assignment", hint)
 	}
 	noSecrets(t, "Ping with a wrong key", err)
 	if strings.Contains(err.Error(), "d3Jvbmcga2V5") {
@@ -346,6 +352,7 @@ func TestConfigErrors(t *testing.T) {
 		{"identity with string", blob.Config{ConnectionString: cs, UseManagedIdentity: true}, "UseManagedIdentity"},
 		{"bad url", blob.Config{AccountURL: "blob.core.windows.net"}, "AccountURL"},
 		{"sas url", blob.Config{AccountURL: "https://a.blob.core.windows.net/?sig=s3cretKEY"}, "AccountURL"},
+		{"sas, not a url", blob.Config{AccountURL: "a.blob.core.windows.net?sig=s3cretKEY"}, "AccountURL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -377,8 +384,12 @@ func TestServiceErrors(t *testing.T) {
 	}{
 		{http.StatusServiceUnavailable, "ServerBusy", "5", dirsync.ETHROTTLED, 5 * time.Second},
 		{http.StatusInternalServerError, "InternalError", "", dirsync.EUNAVAILABLE, 0},
-		{http.StatusForbidden, "AuthenticationFailed", "", dirsync.EUNAUTHORIZED, 0},
-		{http.StatusForbidden, "AuthorizationPermissionMismatch", "", dirsync.EFORBIDDEN, 0},
+		// The storage account refusing the app's credentials is not the API
+		// caller's fault: unavailable, not unauthorized or forbidden.
+		{http.StatusForbidden, "AuthenticationFailed", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusForbidden, "AuthorizationPermissionMismatch", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusForbidden, "AuthorizationFailure", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusUnauthorized, "", "", dirsync.EUNAVAILABLE, 0},
 		{http.StatusConflict, "BlockCountExceedsLimit", "", dirsync.EINVALID, 0},
 		{http.StatusConflict, "InvalidBlobType", "", dirsync.EINVALID, 0},
 		{http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "", dirsync.EINVALID, 0},

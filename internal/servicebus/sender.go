@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
 
+	"github.com/entrasync/entrasync/internal/azure"
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
@@ -33,10 +31,7 @@ func NewSender(cfg Config) (*Sender, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	opts := &azservicebus.ClientOptions{}
-	if cfg.MaxRetries != 0 {
-		opts.RetryOptions = azservicebus.RetryOptions{MaxRetries: int32(cfg.MaxRetries)}
-	}
+	opts := &azservicebus.ClientOptions{RetryOptions: azservicebus.RetryOptions{MaxRetries: azure.MaxRetries(cfg.MaxRetries)}}
 	var client *azservicebus.Client
 	var err error
 	switch {
@@ -46,7 +41,7 @@ func NewSender(cfg Config) (*Sender, error) {
 		if cfg.UseManagedIdentity || cfg.ClientID != "" {
 			return nil, configError("%s and %s apply only with %s, not with a connection string", SettingCredential, SettingClientID, SettingNamespace)
 		}
-		if _, err := parseConnectionString(cfg.ConnectionString); err != nil {
+		if err := checkConnectionString(cfg.ConnectionString); err != nil {
 			return nil, err
 		}
 		client, err = azservicebus.NewClientFromConnectionString(cfg.ConnectionString, opts)
@@ -58,9 +53,9 @@ func NewSender(cfg Config) (*Sender, error) {
 		if ns == "" || strings.ContainsAny(ns, "/:?;= ") {
 			return nil, configError("%s %q is not a host name like <namespace>.servicebus.windows.net", SettingNamespace, cfg.Namespace)
 		}
-		cred, cerr := credential(cfg.UseManagedIdentity, cfg.ClientID)
+		cred, cerr := azure.Credential(cfg.UseManagedIdentity, cfg.ClientID)
 		if cerr != nil {
-			return nil, cerr
+			return nil, configError("identity for %s: %v", SettingNamespace, cerr)
 		}
 		client, err = azservicebus.NewClient(ns, cred, opts)
 		if err != nil {
@@ -87,27 +82,6 @@ func safeSDKMessage(err error) string {
 		return "details withheld: they may quote the key"
 	}
 	return msg
-}
-
-// credential: the Functions host's rules for identity-based connections
-// (see table.credential).
-func credential(managedIdentityOnly bool, clientID string) (azcore.TokenCredential, error) {
-	if managedIdentityOnly || clientID != "" {
-		o := &azidentity.ManagedIdentityCredentialOptions{}
-		if clientID != "" {
-			o.ID = azidentity.ClientID(clientID)
-		}
-		c, err := azidentity.NewManagedIdentityCredential(o)
-		if err != nil {
-			return nil, configError("managed identity (%s %q) cannot be used here: %v", SettingClientID, clientID, err)
-		}
-		return c, nil
-	}
-	c, err := azidentity.NewDefaultAzureCredential(nil)
-	if err != nil {
-		return nil, configError("no Azure credential available for %s: %v", SettingNamespace, err)
-	}
-	return c, nil
 }
 
 // toMessage converts a dirsync.Message for the SDK.
@@ -149,13 +123,26 @@ func (s *Sender) Close(ctx context.Context) error {
 	return nil
 }
 
-// translate maps SDK errors to domain errors. The SDK's text stays in Err.
+// serviceBus names the service in translated errors.
+var serviceBus = &azure.Service{
+	Name:     "Service Bus",
+	Package:  "servicebus",
+	Account:  "the namespace",
+	Server:   "the namespace",
+	Endpoint: "the namespace name",
+	CredentialHint: "check the key in " + SettingConnection + ", or, with a managed identity (" + SettingNamespace + "), " +
+		"its Azure Service Bus Data Sender role on the namespace",
+}
+
+// translate maps SDK errors to domain errors (see azure.Service.Translate).
+// The SDK's text stays in Err.
 func translate(op string, err error) error {
-	var de *dirsync.Error
-	if errors.As(err, &de) {
-		return err
-	}
-	what := "Service Bus: " + op
+	return serviceBus.Translate(op, err, fromSDK)
+}
+
+// fromSDK classifies the errors particular to Service Bus: the SDK's own
+// error codes and AMQP conditions. nil for any other error.
+func fromSDK(what string, err error) *dirsync.Error {
 	e := &dirsync.Error{Err: err}
 	var sbErr *azservicebus.Error
 	var amqpErr *amqp.Error
@@ -167,8 +154,7 @@ func translate(op string, err error) error {
 	case errors.As(err, &sbErr):
 		switch sbErr.Code {
 		case azservicebus.CodeUnauthorizedAccess:
-			e.Code, e.Message, e.Hint = dirsync.EUNAUTHORIZED, what+": the namespace refused the credentials",
-				"check the key in "+SettingConnection+", or give the app's identity the Azure Service Bus Data Sender role"
+			return serviceBus.Refused(what, "", err)
 		case azservicebus.CodeConnectionLost, azservicebus.CodeTimeout:
 			e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": the connection failed", "retry later"
 		case azservicebus.CodeNotFound:
@@ -176,29 +162,12 @@ func translate(op string, err error) error {
 		default:
 			e.Code, e.Message = dirsync.EINTERNAL, fmt.Sprintf("%s failed (%s)", what, sbErr.Code)
 		}
-	case errors.Is(err, context.DeadlineExceeded):
-		e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": timed out", "retry later"
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("servicebus: %s: %w", op, err)
-	case isNetwork(err):
-		e.Code, e.Message, e.Hint = dirsync.EUNAVAILABLE, what+": could not reach the namespace", "check the network and the namespace name; retry later"
 	default:
-		var authErr *azidentity.AuthenticationFailedError
-		if errors.As(err, &authErr) || strings.Contains(err.Error(), "Credential: ") {
-			e.Code, e.Message, e.Hint = dirsync.EUNAUTHORIZED, what+": could not get a token for the namespace", "check the app's managed identity"
-		} else {
-			e.Code, e.Message = dirsync.EINTERNAL, what+" failed unexpectedly"
-		}
+		return nil
 	}
 	return e
 }
 
 func isThrottle(c amqp.ErrCond) bool {
 	return c == "com.microsoft:server-busy" || c == amqp.ErrCondResourceLimitExceeded
-}
-
-func isNetwork(err error) bool {
-	var ne net.Error
-	var oe *net.OpError
-	return errors.As(err, &ne) || errors.As(err, &oe)
 }

@@ -20,10 +20,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/entrasync/entrasync/internal/azure"
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
@@ -164,27 +164,22 @@ func scheduled(m dirsync.Message) *time.Time {
 	return &t
 }
 
-// parseConnectionString checks a Service Bus connection string without ever
-// quoting it (it holds the key).
-func parseConnectionString(cs string) (map[string]string, error) {
-	fields := map[string]string{}
-	for _, part := range strings.Split(cs, ";") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			return nil, configError("%s is malformed: expected key=value pairs separated by ';'", SettingConnection)
-		}
-		fields[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+// checkConnectionString checks a Service Bus connection string without ever
+// quoting it (it holds the key). Keys match without regard to case, as the
+// SDK matches them.
+func checkConnectionString(cs string) error {
+	fields, err := azure.ParseConnectionString(cs)
+	if err != nil {
+		return configError("%s is malformed: %v", SettingConnection, err)
 	}
-	u, err := url.Parse(fields["endpoint"])
-	if fields["endpoint"] == "" || err != nil || u.Scheme != "sb" || u.Host == "" {
-		return nil, configError("%s has no Endpoint=sb://<namespace>.servicebus.windows.net/", SettingConnection)
+	endpoint := fields.ValueFold("Endpoint")
+	u, err := url.Parse(endpoint)
+	if endpoint == "" || err != nil || u.Scheme != "sb" || u.Host == "" {
+		return configError("%s has no Endpoint=sb://<namespace>.servicebus.windows.net/", SettingConnection)
 	}
-	hasKey := fields["sharedaccesskeyname"] != "" && fields["sharedaccesskey"] != ""
-	if !hasKey && fields["sharedaccesssignature"] == "" {
-		return nil, configError("%s has no SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); copy it from the namespace's Shared access policies, or use %s with a managed identity", SettingConnection, SettingNamespace)
+	hasKey := fields.ValueFold("SharedAccessKeyName") != "" && fields.ValueFold("SharedAccessKey") != ""
+	if !hasKey && fields.ValueFold("SharedAccessSignature") == "" {
+		return configError("%s has no SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); copy it from the namespace's Shared access policies, or use %s with a managed identity", SettingConnection, SettingNamespace)
 	}
-	return fields, nil
+	return nil
 }

@@ -262,7 +262,9 @@ func TestTranslate(t *testing.T) {
 		want dirsync.Code
 	}{
 		{"too large", azservicebus.ErrMessageTooLarge, dirsync.EINVALID},
-		{"unauthorized", &azservicebus.Error{Code: azservicebus.CodeUnauthorizedAccess}, dirsync.EUNAUTHORIZED},
+		// The namespace refusing the app's credentials is not the API
+		// caller's fault: unavailable, not unauthorized.
+		{"unauthorized", &azservicebus.Error{Code: azservicebus.CodeUnauthorizedAccess}, dirsync.EUNAVAILABLE},
 		{"connection lost", &azservicebus.Error{Code: azservicebus.CodeConnectionLost}, dirsync.EUNAVAILABLE},
 		{"timeout", &azservicebus.Error{Code: azservicebus.CodeTimeout}, dirsync.EUNAVAILABLE},
 		{"queue missing", &azservicebus.Error{Code: azservicebus.CodeNotFound}, dirsync.EINTERNAL},
@@ -283,6 +285,13 @@ func TestTranslate(t *testing.T) {
 	}
 	if err := translate("op", context.Canceled); !errors.Is(err, context.Canceled) || dirsync.ErrorCode(err) != dirsync.EINTERNAL {
 		t.Errorf("canceled: %v", err)
+	}
+	refused := translate("send message m", &azservicebus.Error{Code: azservicebus.CodeUnauthorizedAccess})
+	if msg := dirsync.ErrorMessage(refused); !strings.Contains(msg, "the namespace refused the app's credentials") {
+		t.Errorf("unauthorized: message %q does not say the namespace refused the app's credentials", msg)
+	}
+	if hint := dirsync.ErrorHint(refused); !strings.Contains(hint, SettingConnection) {
+		t.Errorf("unauthorized: hint %q does not name %s", hint, SettingConnection)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/entrasync/entrasync/internal/azure"
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
@@ -186,7 +187,7 @@ func translateBatch(table, pk string, ops []dirsync.BatchOp, err error) error {
 		op = fmt.Sprintf("batch of %d operations on %s: operation %d (%s row (%s, %s))",
 			len(ops), table, f.Index, kindName(o.Kind), quoteKey(o.Entity.PartitionKey), quoteKey(o.Entity.RowKey))
 	}
-	return fromResponse(op, f.Status, f.Code, 0, err)
+	return fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)
 }
 
 func kindName(k dirsync.BatchKind) string {

@@ -22,15 +22,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/entrasync/entrasync/internal/azure"
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
@@ -85,7 +83,7 @@ func New(cfg Config) (*Store, error) {
 	if !isTableName(prefix, 1, 40) {
 		return nil, configError("TablePrefix %q is not valid: use 1 to 40 letters and digits, starting with a letter", prefix)
 	}
-	opts := &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: retryOptions(cfg.MaxRetries)}}
+	opts := &aztables.ClientOptions{ClientOptions: azure.ClientOptions(cfg.MaxRetries)}
 	var svc *aztables.ServiceClient
 	var err error
 	switch {
@@ -95,8 +93,10 @@ func New(cfg Config) (*Store, error) {
 		if cfg.UseManagedIdentity || cfg.ClientID != "" {
 			return nil, configError("UseManagedIdentity and ClientID apply only with AccountURL, not with ConnectionString")
 		}
-		if err := checkConnectionString(cfg.ConnectionString); err != nil {
-			return nil, err
+		// Say precisely what is wrong, without quoting the string (it holds
+		// the account key): the SDK rejects some of these only vaguely.
+		if _, err := azure.ParseConnectionString(cfg.ConnectionString); err != nil {
+			return nil, configError("ConnectionString is malformed: %v", err)
 		}
 		svc, err = aztables.NewServiceClientFromConnectionString(cfg.ConnectionString, opts)
 		if err != nil {
@@ -104,16 +104,12 @@ func New(cfg Config) (*Store, error) {
 			return nil, configError("ConnectionString could not be parsed: it needs AccountName and AccountKey (or TableEndpoint) as key=value pairs separated by ';'")
 		}
 	case cfg.AccountURL != "":
-		u, perr := url.Parse(cfg.AccountURL)
-		if perr != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, configError("AccountURL %q is not a URL like https://<account>.table.core.windows.net/", cfg.AccountURL)
+		if err := azure.CheckAccountURL(cfg.AccountURL, "table"); err != nil {
+			return nil, configError("%v", err)
 		}
-		if u.RawQuery != "" {
-			return nil, configError("AccountURL must not carry a query (a SAS token); use managed identity or a connection string")
-		}
-		cred, cerr := credential(cfg.UseManagedIdentity, cfg.ClientID)
+		cred, cerr := azure.Credential(cfg.UseManagedIdentity, cfg.ClientID)
 		if cerr != nil {
-			return nil, cerr
+			return nil, configError("%v", cerr)
 		}
 		svc, err = aztables.NewServiceClient(cfg.AccountURL, cred, opts)
 		if err != nil {
@@ -132,51 +128,6 @@ func New(cfg Config) (*Store, error) {
 func configError(format string, args ...any) error {
 	return dirsync.Errorf(dirsync.EINVALID, "table storage config: "+format, args...).
 		WithHint("fix the table storage settings of the app and restart it")
-}
-
-// checkConnectionString rejects strings the SDK would misread, without ever
-// quoting the string (it holds the account key).
-func checkConnectionString(cs string) error {
-	for _, part := range strings.Split(strings.TrimRight(cs, ";"), ";") {
-		if k, _, ok := strings.Cut(part, "="); !ok || strings.TrimSpace(k) == "" {
-			return configError("ConnectionString is malformed: expected key=value pairs separated by ';'")
-		}
-	}
-	return nil
-}
-
-// credential picks the identity for AccountURL access: a user-assigned
-// managed identity when clientID is set, the system-assigned one when only
-// managedIdentityOnly is set, else the DefaultAzureCredential chain (which
-// also ends at managed identity in Azure, and uses the developer's login
-// locally).
-func credential(managedIdentityOnly bool, clientID string) (azcore.TokenCredential, error) {
-	if managedIdentityOnly || clientID != "" {
-		o := &azidentity.ManagedIdentityCredentialOptions{}
-		if clientID != "" {
-			o.ID = azidentity.ClientID(clientID)
-		}
-		c, err := azidentity.NewManagedIdentityCredential(o)
-		if err != nil {
-			return nil, configError("managed identity (ClientID %q) cannot be used here: %v", clientID, err)
-		}
-		return c, nil
-	}
-	c, err := azidentity.NewDefaultAzureCredential(nil)
-	if err != nil {
-		return nil, configError("no Azure credential available: %v", err)
-	}
-	return c, nil
-}
-
-func retryOptions(n int) policy.RetryOptions {
-	switch {
-	case n < 0:
-		return policy.RetryOptions{MaxRetries: -1}
-	case n > 0:
-		return policy.RetryOptions{MaxRetries: int32(n)}
-	}
-	return policy.RetryOptions{}
 }
 
 // TableName returns the real table name for a logical one: prefix +

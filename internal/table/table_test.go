@@ -607,6 +607,7 @@ func TestConfigErrors(t *testing.T) {
 		{"identity with string", table.Config{ConnectionString: cs, ClientID: "x"}, "ClientID"},
 		{"bad url", table.Config{AccountURL: "table.core.windows.net"}, "AccountURL"},
 		{"sas url", table.Config{AccountURL: "https://a.table.core.windows.net/?sig=s3cretKEY"}, "AccountURL"},
+		{"sas, not a url", table.Config{AccountURL: "a.table.core.windows.net?sig=s3cretKEY"}, "AccountURL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -643,8 +644,14 @@ func TestPing(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = bad.Ping(ctx)
-	if c := dirsync.ErrorCode(err); c != dirsync.EUNAUTHORIZED && c != dirsync.EFORBIDDEN {
-		t.Errorf("Ping with a wrong key: %v (code %q), want unauthorized or forbidden", err, c)
+	// The app's own credential was refused: unavailable, not unauthorized
+	// (the API would answer 401 and blame the caller's function key).
+	wantCode(t, "Ping with a wrong key", err, dirsync.EUNAVAILABLE)
+	if msg := dirsync.ErrorMessage(err); !strings.Contains(msg, "the storage account refused the app's credentials") {
+		t.Errorf("Ping with a wrong key: message %q does not say the storage account refused the app's credentials", msg)
+	}
+	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "STORAGE_CONNECTION_STRING") || !strings.Contains(hint, "role assignment") {
+		t.Errorf("Ping with a wrong key: hint %q does not name STORAGE_CONNECTION_STRING and the role assignment", hint)
 	}
 	if strings.Contains(err.Error(), "d3Jvbmcga2V5") {
 		t.Errorf("error leaks the key: %v", err)
@@ -676,8 +683,12 @@ func TestServiceErrors(t *testing.T) {
 		{http.StatusTooManyRequests, "", "", dirsync.ETHROTTLED, 0},
 		{http.StatusInternalServerError, "InternalError", "", dirsync.EUNAVAILABLE, 0},
 		{http.StatusGatewayTimeout, "", "", dirsync.EUNAVAILABLE, 0},
-		{http.StatusForbidden, "AuthenticationFailed", "", dirsync.EUNAUTHORIZED, 0},
-		{http.StatusForbidden, "AuthorizationPermissionMismatch", "", dirsync.EFORBIDDEN, 0},
+		// The storage account refusing the app's credentials is not the API
+		// caller's fault: unavailable, not unauthorized or forbidden.
+		{http.StatusForbidden, "AuthenticationFailed", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusForbidden, "AuthorizationPermissionMismatch", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusForbidden, "AuthorizationFailure", "", dirsync.EUNAVAILABLE, 0},
+		{http.StatusUnauthorized, "", "", dirsync.EUNAVAILABLE, 0},
 		{http.StatusBadRequest, "PropertyValueTooLarge", "", dirsync.EINVALID, 0},
 		{http.StatusRequestEntityTooLarge, "RequestBodyTooLarge", "", dirsync.EINVALID, 0},
 	}
