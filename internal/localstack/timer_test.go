@@ -1,31 +1,16 @@
 package localstack_test
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/entrasync/entrasync/internal/azurite"
 	"github.com/entrasync/entrasync/internal/devhost"
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/graphsim"
+	"github.com/entrasync/entrasync/internal/testenv"
 )
-
-// lockedBuffer collects the handler's output from the host's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // TestTimerStartsOneScheduledRunAndNoSecretIsLogged fires SyncTimer through
 // the host (the third trigger kind with the real handler): the first tick
@@ -33,7 +18,7 @@ func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); retur
 // nothing. Then it reads everything the handler printed: no connection
 // string key, client secret or function key may appear in it.
 func TestTimerStartsOneScheduledRunAndNoSecretIsLogged(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	e := start(t, graphsim.Config{Users: 30, Seed: 23, PageSize: 10}, devhost.Options{HandlerOutput: out},
 		map[string]string{"LOG_LEVEL": "debug"})
 	must(t, e.stack.Host.Invoke(e.ctx, "SyncTimer", ""))
