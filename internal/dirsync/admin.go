@@ -172,7 +172,9 @@ func (e *Engine) ActiveRun(ctx context.Context) (*Run, error) {
 	}
 	r, err := e.GetRun(ctx, id)
 	if IsCode(err, ENOTFOUND) {
-		return nil, nil
+		// The lock is taken before the run row is written: a run that
+		// has just started has no row for a moment.
+		return &Run{ID: id, Status: RunRunning, Phase: PhaseEnumerating, LastPage: -1}, nil
 	}
 	if err != nil {
 		return nil, err

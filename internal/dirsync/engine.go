@@ -170,8 +170,13 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		_, err = e.Store.Replace(ctx, TableState, newLock)
 	}
 	if IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION) {
-		return Run{}, &Error{Code: ECONFLICT, Message: "another run started at the same moment",
-			Hint: "Look at GET /api/status for the running run."}
+		// Another start won the race: name its run, as for any conflict.
+		holder := "another run"
+		if cur, gerr := e.Store.Get(ctx, TableState, statePartition, lockRow); gerr == nil && cur.Str("runId") != "" {
+			holder = "run " + cur.Str("runId")
+		}
+		return Run{}, &Error{Code: ECONFLICT, Message: holder + " started at the same moment and is in progress",
+			Hint: "Wait for it to finish, or look at GET /api/status."}
 	}
 	if err != nil {
 		return Run{}, fmt.Errorf("start run: take lock: %w", err)

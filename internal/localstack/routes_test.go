@@ -77,6 +77,30 @@ func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
 			t.Errorf("POST %s on a finished run: %d %s, want 409 with a hint", action, resp.StatusCode, body)
 		}
 	}
+	// Settings are saved with optimistic concurrency: no If-Match is 428, a
+	// stale ETag 412, and neither changes anything.
+	resp, body, err := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodGet, "/settings", nil, nil)
+	must(t, err)
+	var s dirsync.Settings
+	must(t, jsonUnmarshal(body, &s))
+	stale := resp.Header.Get("ETag")
+	s.PageSize = 150
+	if resp, body, _ := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodPut, "/settings", s, nil); resp.StatusCode != http.StatusPreconditionRequired {
+		t.Errorf("PUT without If-Match: %d %s, want 428", resp.StatusCode, body)
+	}
+	if resp, body, _ := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodPut, "/settings", s, http.Header{"If-Match": {stale}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT with the ETag: %d %s", resp.StatusCode, body)
+	}
+	s.PageSize = 120
+	if resp, body, _ := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodPut, "/settings", s, http.Header{"If-Match": {stale}}); resp.StatusCode != http.StatusPreconditionFailed {
+		t.Errorf("PUT with a stale ETag: %d %s, want 412", resp.StatusCode, body)
+	}
+	_, body, _ = e.stack.Do(e.ctx, e.stack.SupportKey, http.MethodGet, "/settings", nil, nil)
+	must(t, jsonUnmarshal(body, &s))
+	if s.PageSize != 150 {
+		t.Errorf("page size = %d after the refused PUT, want 150", s.PageSize)
+	}
+
 	// Bad input through the host is a 4xx that says what was wrong.
 	for _, tc := range []struct{ method, path, body string }{
 		{"GET", "/runs/x'%20or%201%20eq%201", ""},
