@@ -117,20 +117,8 @@ func (e *Engine) doSweep(ctx context.Context, run Run, w WorkItem) error {
 func (e *Engine) directorySize(ctx context.Context, run Run) (int64, error) {
 	if run.Mode == ModeFull {
 		var n int64
-		q := Query{PartitionKey: run.ID + "|sweep"}
-		for {
-			page, err := e.Store.Query(ctx, TablePages, q)
-			if err != nil {
-				return 0, err
-			}
-			for _, ent := range page.Entities {
-				n += ent.Int("scanned")
-			}
-			if page.Continuation == "" {
-				return n, nil
-			}
-			q.Continuation = page.Continuation
-		}
+		err := e.scanPartition(ctx, TablePages, run.ID+"|sweep", func(ent Entity) { n += ent.Int("scanned") })
+		return n, err
 	}
 	ent, err := e.Store.Get(ctx, TableState, statePartition, statsRow)
 	if IsCode(err, ENOTFOUND) {
@@ -335,24 +323,14 @@ func (e *Engine) doCount(ctx context.Context, run Run, w WorkItem) error {
 // statusCounts sums the count chunks of a run.
 func (e *Engine) statusCounts(ctx context.Context, runID string) (map[string]int64, error) {
 	out := map[string]int64{}
-	q := Query{PartitionKey: runID + "|count"}
-	for {
-		page, err := e.Store.Query(ctx, TablePages, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, ent := range page.Entities {
-			for k := range ent.Props {
-				if st, ok := strings.CutPrefix(k, "n_"); ok {
-					out[st] += ent.Int(k)
-				}
+	err := e.scanPartition(ctx, TablePages, runID+"|count", func(ent Entity) {
+		for k := range ent.Props {
+			if st, ok := strings.CutPrefix(k, "n_"); ok {
+				out[st] += ent.Int(k)
 			}
 		}
-		if page.Continuation == "" {
-			return out, nil
-		}
-		q.Continuation = page.Continuation
-	}
+	})
+	return out, err
 }
 
 // deleteUser removes a user from the directory and from every group, and
@@ -403,40 +381,20 @@ func (e *Engine) AddMember(ctx context.Context, groupID, userID string) error {
 // UserGroups lists the groups a user belongs to.
 func (e *Engine) UserGroups(ctx context.Context, userID string) ([]string, error) {
 	var out []string
-	q := Query{PartitionKey: groupsOfUserPK(userID)}
-	for {
-		page, err := e.Store.Query(ctx, TableMembers, q)
-		if err != nil {
-			return nil, fmt.Errorf("list groups of %s: %w", userID, err)
-		}
-		for _, ent := range page.Entities {
-			out = append(out, ent.RowKey)
-		}
-		if page.Continuation == "" {
-			sort.Strings(out)
-			return out, nil
-		}
-		q.Continuation = page.Continuation
+	if err := e.scanPartition(ctx, TableMembers, groupsOfUserPK(userID), func(ent Entity) { out = append(out, ent.RowKey) }); err != nil {
+		return nil, fmt.Errorf("list groups of %s: %w", userID, err)
 	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // GroupMembers lists a group's members.
 func (e *Engine) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
 	var out []string
-	q := Query{PartitionKey: memberOfGroupPK(groupID)}
-	for {
-		page, err := e.Store.Query(ctx, TableMembers, q)
-		if err != nil {
-			return nil, fmt.Errorf("list members of %s: %w", groupID, err)
-		}
-		for _, ent := range page.Entities {
-			out = append(out, ent.RowKey)
-		}
-		if page.Continuation == "" {
-			return out, nil
-		}
-		q.Continuation = page.Continuation
+	if err := e.scanPartition(ctx, TableMembers, memberOfGroupPK(groupID), func(ent Entity) { out = append(out, ent.RowKey) }); err != nil {
+		return nil, fmt.Errorf("list members of %s: %w", groupID, err)
 	}
+	return out, nil
 }
 
 func (e *Engine) removeMemberships(ctx context.Context, userID string) error {
@@ -457,38 +415,16 @@ func (e *Engine) removeMemberships(ctx context.Context, userID string) error {
 
 func (e *Engine) pageTotals(ctx context.Context, runID string) (Counters, error) {
 	var c Counters
-	q := Query{PartitionKey: runID}
-	for {
-		page, err := e.Store.Query(ctx, TablePages, q)
-		if err != nil {
-			return c, err
-		}
-		for _, ent := range page.Entities {
-			c.add(countersFrom(ent))
-		}
-		if page.Continuation == "" {
-			return c, nil
-		}
-		q.Continuation = page.Continuation
-	}
+	err := e.scanPartition(ctx, TablePages, runID, func(ent Entity) { c.add(countersFrom(ent)) })
+	return c, err
 }
 
 func (e *Engine) deletedCount(ctx context.Context, runID string) (int64, error) {
 	var n int64
-	q := Query{PartitionKey: runID}
-	for {
-		page, err := e.Store.Query(ctx, TableDeletions, q)
-		if err != nil {
-			return 0, err
+	err := e.scanPartition(ctx, TableDeletions, runID, func(ent Entity) {
+		if ent.Str("outcome") == outcomeDeleted {
+			n++
 		}
-		for _, ent := range page.Entities {
-			if ent.Str("outcome") == outcomeDeleted {
-				n++
-			}
-		}
-		if page.Continuation == "" {
-			return n, nil
-		}
-		q.Continuation = page.Continuation
-	}
+	})
+	return n, err
 }

@@ -208,15 +208,26 @@ func (e *Engine) doCollect(ctx context.Context, run Run, w WorkItem) error {
 
 func (e *Engine) countRows(ctx context.Context, table, pk string) (int64, error) {
 	var n int64
+	err := e.scanPartition(ctx, table, pk, func(Entity) { n++ })
+	return n, err
+}
+
+// scanPartition calls f for every row of one partition, a query page at a
+// time. It is for partitions that are read whole (a run's pages, deletions,
+// a user's groups); resumable scans of the directory keep their cursor in
+// the work item instead.
+func (e *Engine) scanPartition(ctx context.Context, table, pk string, f func(Entity)) error {
 	q := Query{PartitionKey: pk}
 	for {
 		page, err := e.Store.Query(ctx, table, q)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		n += int64(len(page.Entities))
+		for _, ent := range page.Entities {
+			f(ent)
+		}
 		if page.Continuation == "" {
-			return n, nil
+			return nil
 		}
 		q.Continuation = page.Continuation
 	}
