@@ -23,10 +23,10 @@ import (
 type Service interface {
 	Status(ctx context.Context) (dirsync.Status, error)
 	StartRun(ctx context.Context, req dirsync.StartRequest) (dirsync.Run, error)
-	Reset(ctx context.Context, who string) (dirsync.Run, error)
+	Reset(ctx context.Context, who string) (dirsync.ResetResult, error)
 	ActiveRun(ctx context.Context) (*dirsync.Run, error)
 	GetRun(ctx context.Context, id string) (dirsync.Run, error)
-	ListRuns(ctx context.Context, status string, limit int, token string) ([]dirsync.Run, string, error)
+	ListRuns(ctx context.Context, status dirsync.RunStatus, limit int, token string) ([]dirsync.Run, string, error)
 	CancelRun(ctx context.Context, runID, who string) (dirsync.Run, error)
 	ApproveDeletions(ctx context.Context, runID, who string) (dirsync.Run, error)
 	RejectDeletions(ctx context.Context, runID, who string) (dirsync.Run, error)

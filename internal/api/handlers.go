@@ -123,7 +123,7 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 	for _, a := range st.Actions {
 		sa := statusAction{Action: a}
 		switch a.Code {
-		case "deletions_blocked":
+		case dirsync.ActionDeletionsBlocked:
 			if st.ActiveRun != nil {
 				id := st.ActiveRun.ID
 				sa.Requests = []actionRequest{
@@ -132,9 +132,9 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 					{Description: "keep those users and finish the run", Method: "POST", Path: "/api/runs/" + id + "/deletions/reject"},
 				}
 			}
-		case "sync_disabled":
+		case dirsync.ActionSyncDisabled:
 			sa.Requests = []actionRequest{{Description: "read the settings, set enabled to true, and save them with the ETag", Method: "PUT", Path: "/api/settings"}}
-		case "last_run_failed":
+		case dirsync.ActionLastRunFailed, dirsync.ActionGraphPermissionMissing, dirsync.ActionCredentialsRejected:
 			if st.LastRun != nil {
 				sa.Requests = []actionRequest{
 					{Description: "read what went wrong", Method: "GET", Path: "/api/runs/" + st.LastRun.ID + "/log?level=warn,error"},
@@ -146,14 +146,14 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 	}
 	if st.ActiveRun == nil && st.LastRun == nil && st.Enabled {
 		res.Actions = append(res.Actions, statusAction{
-			Action: dirsync.Action{Code: "never_synced", Message: "No sync has run yet: the directory is empty.",
+			Action: dirsync.Action{Code: dirsync.ActionNeverSynced, Message: "No sync has run yet: the directory is empty.",
 				Hint: "Start the first (full) sync now, or wait for the schedule."},
 			Requests: []actionRequest{{Description: "start a sync now", Method: "POST", Path: "/api/sync"}},
 		})
 	}
 	if st.Enabled && st.NextRun == nil && st.ActiveRun == nil {
 		res.Actions = append(res.Actions, statusAction{
-			Action: dirsync.Action{Code: "nothing_scheduled", Message: "No sync is scheduled (" + describeSchedule(st.Schedule) + ").",
+			Action: dirsync.Action{Code: dirsync.ActionNothingScheduled, Message: "No sync is scheduled (" + describeSchedule(st.Schedule) + ").",
 				Hint: "Start one with POST /api/sync, or set a daily, hourly or minutes schedule in the settings."},
 		})
 	}
@@ -162,12 +162,12 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 
 func describeSchedule(s dirsync.Schedule) string {
 	switch s.Frequency {
-	case "manual":
+	case dirsync.FrequencyManual:
 		return "the schedule is manual"
-	case "once":
+	case dirsync.FrequencyOnce:
 		return "the one-time sync is past"
 	}
-	return "frequency " + s.Frequency
+	return "frequency " + string(s.Frequency)
 }
 
 // ---- sync, reset ----
@@ -218,11 +218,17 @@ func (h *Handler) postReset(c *call) (*response, error) {
 			return nil, err
 		}
 	}
-	run, err := h.svc.Reset(c.ctx, c.caller.Name)
+	res, err := h.svc.Reset(c.ctx, c.caller.Name)
 	if err != nil {
 		return nil, h.conflict(c, err)
 	}
-	return accepted(run), nil
+	if res.Run == nil {
+		// Sync is disabled: the state was cleared and nothing started.
+		return jsonResponse(http.StatusOK, res), nil
+	}
+	r := accepted(*res.Run)
+	r.body = res
+	return r, nil
 }
 
 func accepted(run dirsync.Run) *response {
@@ -247,21 +253,27 @@ func (h *Handler) conflict(c *call, err error) error {
 
 // ---- runs ----
 
-var runStatuses = []string{dirsync.RunRunning, dirsync.RunSucceeded, dirsync.RunFailed, dirsync.RunBlocked, dirsync.RunCancelled}
+func runStatuses() []string {
+	out := make([]string, len(dirsync.RunStatuses))
+	for i, s := range dirsync.RunStatuses {
+		out[i] = string(s)
+	}
+	return out
+}
 
 func (h *Handler) listRuns(c *call) (*response, error) {
 	if err := c.checkQuery("status", "limit", "token"); err != nil {
 		return nil, err
 	}
 	status := c.query("status")
-	if err := oneOf("status", status, runStatuses...); err != nil {
+	if err := oneOf("status", status, runStatuses()...); err != nil {
 		return nil, err
 	}
 	p, err := c.paging(20, "status="+status)
 	if err != nil {
 		return nil, err
 	}
-	runs, next, err := h.svc.ListRuns(c.ctx, status, p.limit, p.token)
+	runs, next, err := h.svc.ListRuns(c.ctx, dirsync.RunStatus(status), p.limit, p.token)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
@@ -27,7 +26,7 @@ func (e *Engine) ApproveDeletions(ctx context.Context, runID, who string) (Run, 
 	lb := e.newLog(run, nil)
 	lb.add(LogEvent{Event: EvApproved, Message: fmt.Sprintf("%d deletions approved by %s", run.PendingDeletions, who)})
 	e.flushLog(ctx, run, lb)
-	return run, e.send(ctx, WorkItem{Kind: WorkDelete, RunID: runID}, time.Time{})
+	return run, e.send(ctx, WorkItem{Kind: WorkDelete, RunID: runID, Epoch: run.Restarts}, zeroTime)
 }
 
 // RejectDeletions finishes a blocked run without deleting anyone: the users
@@ -38,7 +37,7 @@ func (e *Engine) RejectDeletions(ctx context.Context, runID, who string) (Run, e
 		if r.Status != RunBlocked {
 			return Errorf(ECONFLICT, "run %s is %s, not waiting for approval", runID, r.Status)
 		}
-		r.Status, r.Phase = RunRunning, PhaseCounting
+		r.Status, r.Phase, r.Error, r.Hint = RunRunning, PhaseCounting, "", ""
 		return nil
 	})
 	if err != nil {
@@ -50,12 +49,13 @@ func (e *Engine) RejectDeletions(ctx context.Context, runID, who string) (Run, e
 	lb := e.newLog(run, nil)
 	lb.add(LogEvent{Event: EvRejected, Level: LevelWarn, Message: fmt.Sprintf("%d deletions rejected by %s; those users stay in the directory", run.PendingDeletions, who)})
 	e.flushLog(ctx, run, lb)
-	return run, e.send(ctx, WorkItem{Kind: WorkCount, RunID: runID}, time.Time{})
+	return run, e.send(ctx, WorkItem{Kind: WorkCount, RunID: runID, Epoch: run.Restarts}, zeroTime)
 }
 
 // CancelRun stops a running or blocked run. Work already applied stays; the
 // delta token is not advanced, so the next run picks up from the last one.
-// Errors: EINVALID/ENOTFOUND for the id, ECONFLICT when it already ended.
+// Errors: EINVALID/ENOTFOUND for the id, ECONFLICT when it already ended or
+// is finishing (its token is being saved: it ends by itself in a moment).
 func (e *Engine) CancelRun(ctx context.Context, runID, who string) (Run, error) {
 	run, err := e.GetRun(ctx, runID)
 	if err != nil {
@@ -64,12 +64,14 @@ func (e *Engine) CancelRun(ctx context.Context, runID, who string) (Run, error) 
 	if run.Finished() {
 		return run, Errorf(ECONFLICT, "run %s already ended (%s)", runID, run.Status)
 	}
-	e.finishRun(ctx, runID, RunCancelled, "Cancelled by "+who+".", "Start a new sync with POST /api/sync when ready.")
+	if err := e.endRun(ctx, runID, RunCancelled, "", "Cancelled by "+who+".", "Start a new sync with POST /api/sync when ready."); err != nil {
+		return run, err
+	}
 	return e.GetRun(ctx, runID)
 }
 
 func (e *Engine) runErr(ctx context.Context, runID string, err error) error {
-	if strings.Contains(err.Error(), "not found") || IsCode(err, ENOTFOUND) {
+	if IsCode(err, ENOTFOUND) {
 		if _, gerr := e.GetRun(ctx, runID); gerr != nil {
 			return gerr
 		}
@@ -77,27 +79,8 @@ func (e *Engine) runErr(ctx context.Context, runID string, err error) error {
 	return err
 }
 
-// Reset clears the sync state (the delta token, not the directory) and starts
-// a full sync that sweeps users no longer in Entra.
-// Errors: ECONFLICT while a run is going (cancel it first).
-func (e *Engine) Reset(ctx context.Context, who string) (Run, error) {
-	lock, err := e.Store.Get(ctx, TableState, statePartition, lockRow)
-	if err != nil && !IsCode(err, ENOTFOUND) {
-		return Run{}, err
-	}
-	if holder := lock.Str("runId"); holder != "" && !e.lockStale(lock, e.now()) {
-		return Run{}, &Error{Code: ECONFLICT, Message: fmt.Sprintf("run %s is in progress", holder),
-			Hint: "Cancel it with POST /api/runs/" + holder + "/cancel, then reset again."}
-	}
-	if err := e.Store.Delete(ctx, TableState, statePartition, deltaRow, ""); err != nil {
-		return Run{}, fmt.Errorf("reset: clear delta token: %w", err)
-	}
-	e.audit(ctx, AuditEntry{Who: who, Action: "sync.reset"})
-	return e.StartRun(ctx, StartRequest{Trigger: TriggerReset, Mode: ModeFull, RequestedBy: who})
-}
-
 // ListRuns returns runs newest first, optionally only those with status.
-func (e *Engine) ListRuns(ctx context.Context, status string, limit int, token string) ([]Run, string, error) {
+func (e *Engine) ListRuns(ctx context.Context, status RunStatus, limit int, token string) ([]Run, string, error) {
 	if limit <= 0 || limit > 100 {
 		limit = 20
 	}
@@ -159,14 +142,11 @@ func (e *Engine) GetUser(ctx context.Context, id string) (User, error) {
 
 // ActiveRun returns the run holding the lock, if any.
 func (e *Engine) ActiveRun(ctx context.Context) (*Run, error) {
-	lock, err := e.Store.Get(ctx, TableState, statePartition, lockRow)
-	if IsCode(err, ENOTFOUND) {
-		return nil, nil
-	}
+	lock, err := e.readLock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	id := lock.Str("runId")
+	id := lock.RunID
 	if id == "" {
 		return nil, nil
 	}
@@ -180,10 +160,11 @@ func (e *Engine) ActiveRun(ctx context.Context) (*Run, error) {
 		return nil, err
 	}
 	if !r.Finished() {
-		if totals, err := e.pageTotals(ctx, r.ID); err == nil {
+		if totals, err := e.pageTotals(ctx, r); err == nil {
 			r.Counters = totals
 		}
-		if n, err := e.countRows(ctx, TablePages, r.ID); err == nil {
+		var n int64
+		if e.scanPrefix(ctx, TablePages, r.ID, epochPrefix(r.Restarts), func(Entity) { n++ }) == nil {
 			r.PagesDone = n
 		}
 	}

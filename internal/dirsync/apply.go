@@ -17,11 +17,28 @@ const (
 	actSkipped   = "skipped"
 )
 
+// firstPageGuard is how many users the first page of a full enumeration
+// must have, all lacking the same required field, for the run to stop
+// before writing anything: that points at the mapping, not at the users.
+const firstPageGuard = 20
+
+// userWrite is one row a page writes, with the user it writes.
+type userWrite struct {
+	op BatchOp
+	u  User
+	// wasActive: the row was active before this page.
+	wasActive bool
+}
+
 // applyPage applies one page of Graph users and records the page as done with
 // its counters. It is idempotent: a row already stamped by this page is
 // counted by the action stored on it and not written again, and a row stamped
-// by a later page is never overwritten.
-func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, seq int64, users []SourceUser) error {
+// by a later page (or run, or epoch) is never overwritten.
+//
+// The page's log lines are appended before its rows are written, so a
+// worker killed in between loses no line (a retry may repeat some).
+func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser) error {
+	seq, stamp := w.Seq, pageStamp(w.Epoch, w.Seq)
 	lb := e.newLog(run, &seq)
 	var c Counters
 
@@ -43,18 +60,21 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, seq 
 		}
 		ids = append(ids, id)
 	}
+	if err := firstPageCheck(run, settings, w, ids, latest); err != nil {
+		return err
+	}
 	existing, err := e.readUsers(ctx, ids)
 	if err != nil {
 		return err
 	}
 
-	var writes []BatchOp
+	var writes []userWrite
 	for _, id := range ids {
 		su := latest[id]
 		old, had := existing[id]
 		c.Seen++
-		if had && !newer(run.Seq, seq, old.RunSeq, old.PageSeq) {
-			if old.RunSeq == run.Seq && old.PageSeq == seq {
+		if had && !newer(run.Seq, stamp, old.RunSeq, old.PageSeq) {
+			if old.RunSeq == run.Seq && old.PageSeq == stamp {
 				countAction(&c, old.Action, old) // redelivery: applied before
 			} else {
 				c.Unchanged++ // a later page already wrote a newer state
@@ -63,33 +83,77 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, seq 
 		}
 		if su.Removed != "" {
 			if had {
-				if err := e.recordDeletion(ctx, run, seq, old, "removed in Entra ("+removalWords(su.Removed)+")"); err != nil {
+				if err := e.recordDeletion(ctx, run, settings, stamp, old, "removed in Entra ("+removalWords(su.Removed)+")"); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		op, err := e.applyUser(ctx, run, settings, seq, su, old, had, &c, lb)
+		wr, err := e.applyUser(ctx, run, settings, stamp, su, old, had, &c, lb)
 		if err != nil {
 			return err
 		}
-		if op != nil {
-			writes = append(writes, *op)
+		if wr != nil {
+			writes = append(writes, *wr)
 		}
 	}
-	if err := e.batchWrite(ctx, TableUsers, writes); err != nil {
+	e.flushLog(ctx, run, lb)
+	if err := e.writeUsers(ctx, writes, &c, lb); err != nil {
 		return fmt.Errorf("apply page %d: %w", seq, err)
+	}
+	for _, wr := range writes {
+		if wr.u.Status == StatusDuplicate {
+			if err := e.recheckDuplicate(ctx, run, settings, wr, &c, lb); err != nil {
+				return err
+			}
+		}
 	}
 	lb.add(LogEvent{Event: EvPage, Message: fmt.Sprintf("page applied: %d users", len(users)), Counters: &c})
 	e.flushLog(ctx, run, lb)
 
 	p := map[string]any{}
 	c.props(p)
-	_, err = e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID, RowKey: pageRowKey(seq), Props: p})
+	_, err = e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID, RowKey: pageRowKey(w.Epoch, seq), Props: p})
 	if err != nil && !IsCode(err, ECONFLICT) {
 		return fmt.Errorf("record page %d: %w", seq, err)
 	}
 	return nil
+}
+
+// firstPageCheck stops a full enumeration before its first write when
+// every user of its first page lacks the same required field: the mapping
+// is wrong, and applying it would turn the whole directory into skipped
+// users before the run's end could say so.
+func firstPageCheck(run Run, s Settings, w WorkItem, ids []string, users map[string]SourceUser) error {
+	if run.Mode != ModeFull || w.Seq != 0 || len(ids) < firstPageGuard {
+		return nil
+	}
+	var common map[string]bool
+	for _, id := range ids {
+		su := users[id]
+		if su.Removed != "" {
+			return nil
+		}
+		_, missing, _ := s.mapUser(su.Attributes)
+		set := map[string]bool{}
+		for _, m := range missing {
+			if common == nil || common[m] {
+				set[m] = true
+			}
+		}
+		if len(set) == 0 {
+			return nil
+		}
+		common = set
+	}
+	fields := make([]string, 0, len(common))
+	for f := range common {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	return errPermanent{&Error{Code: EINVALID,
+		Message: fmt.Sprintf("Every user of the first page (%d) lacks the required field %s; nothing was changed.", len(ids), describeFields(s, fields[:1])),
+		Hint:    fmt.Sprintf("Fix the mapping of %q in the settings (or remove it from required), then run a full sync.", fields[0])}}
 }
 
 func removalWords(reason string) string {
@@ -117,63 +181,93 @@ func countAction(c *Counters, action string, u User) {
 	case actSkipped:
 		c.Skipped++
 		for _, m := range strings.Split(u.Missing, ",") {
-			if m == "" {
-				continue
+			if m != "" {
+				c.skippedBy(m, 1)
 			}
-			if c.SkippedBy == nil {
-				c.SkippedBy = map[string]int64{}
-			}
-			c.SkippedBy[m]++
 		}
 	default:
 		c.Unchanged++
 	}
 }
 
+// uncount takes back what countAction counted, when a write had to change
+// the outcome (a row the store refused, a duplicate promoted).
+func uncount(c *Counters, action string, u User) {
+	var d Counters
+	countAction(&d, action, u)
+	c.Added -= d.Added
+	c.Updated -= d.Updated
+	c.Duplicate -= d.Duplicate
+	c.Skipped -= d.Skipped
+	c.Unchanged -= d.Unchanged
+	for k, v := range d.SkippedBy {
+		c.skippedBy(k, -v)
+	}
+}
+
 // applyUser decides the new state of one present user, claims its email,
 // logs what changed and returns the row write (nil when nothing changes in a
 // delta run).
-func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, su SourceUser, old User, had bool, c *Counters, lb *logBuffer) (*BatchOp, error) {
+func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64, su SourceUser, old User, had bool, c *Counters, lb *logBuffer) (*userWrite, error) {
 	now := e.now()
-	var partialOf map[string]string
+	var prev *User
 	if had && run.Mode == ModeDelta && old.Status != "" {
-		partialOf = old.Fields
+		prev = &old
 	}
-	fields, missing := s.mapUser(su, partialOf)
+	attrs := s.currentAttributes(su, prev)
+	fields, missing, truncated := s.mapUser(attrs)
+	upn, _ := cutRunes(strings.TrimSpace(attrs["userPrincipalName"]), maxFieldChars)
 	u := User{
-		ID: su.ID, Fields: fields, Status: StatusActive, UPN: su.Attributes["userPrincipalName"],
-		Hash: fieldsHash(fields), RunSeq: run.Seq, PageSeq: seq, CreatedAt: now, ChangedAt: now, ETag: old.ETag,
+		ID: su.ID, Fields: fields, Status: StatusActive, UPN: upn,
+		Hash: fieldsHash(fields), RunSeq: run.Seq, PageSeq: stamp, CreatedAt: now, ChangedAt: now, ETag: old.ETag,
+	}
+	for _, a := range s.rawAttributes() {
+		if v, ok := attrs[a]; ok && v != "" {
+			if u.Raw == nil {
+				u.Raw = map[string]string{}
+			}
+			u.Raw[a], _ = cutRunes(v, maxFieldChars)
+		}
 	}
 	if had {
 		u.CreatedAt, u.ChangedAt = old.CreatedAt, old.ChangedAt
 	}
-	emailField := s.EmailField
-	if emailField == "" {
-		emailField = "email"
-	}
+	emailField := s.emailField()
 	u.Email = NormalizeEmail(fields[emailField])
-	logUser := LogEvent{UserID: u.ID, UPN: u.UPN}
+	logUser := LogEvent{UserID: u.ID, UPN: s.logUPN(u.UPN)}
+	for _, f := range truncated {
+		ev := logUser
+		ev.Event, ev.Level = EvTruncated, LevelWarn
+		ev.Reason = fmt.Sprintf("the value of %s was longer than %d characters and was cut", describeFields(s, []string{f}), maxFieldChars)
+		lb.add(ev)
+	}
+	emailProblem := ""
+	if u.Email != "" {
+		if why := ValidKey(waiterKey(u.Email, u.ID)); why != "" {
+			emailProblem = why
+		}
+	}
 
 	switch {
-	case len(missing) > 0:
-		u.Status, u.Action, u.Email = StatusSkipped, actSkipped, ""
-		u.Reason = "missing required attribute(s): " + describeFields(s, missing)
-		u.Missing = strings.Join(missing, ",")
-		c.Skipped++
-		for _, m := range missing {
-			if c.SkippedBy == nil {
-				c.SkippedBy = map[string]int64{}
-			}
-			c.SkippedBy[m]++
+	case len(missing) > 0 || emailProblem != "":
+		u.Status, u.Action = StatusSkipped, actSkipped
+		if len(missing) > 0 {
+			u.Reason = "missing required attribute(s): " + describeFields(s, missing)
+		} else {
+			missing = []string{emailField}
+			u.Reason = fmt.Sprintf("the %s cannot be checked for duplicates: it %s", describeFields(s, missing), emailProblem)
 		}
+		u.Email, u.Missing = "", strings.Join(missing, ",")
+		countAction(c, actSkipped, u)
 		ev := logUser
 		ev.Event, ev.Level, ev.Reason = EvSkipped, LevelWarn, u.Reason
 		lb.add(ev)
 	default:
 		owner := u.ID
 		// An active user keeping its email already holds the claim: no
-		// storage call, so unchanged users cost nothing here.
-		if !had || old.Status != StatusActive || old.Email != u.Email {
+		// storage call, so unchanged users cost nothing here. A user
+		// without an email claims nothing: no email, no duplicate.
+		if u.Email != "" && (!had || old.Status != StatusActive || old.Email != u.Email) {
 			var err error
 			if owner, err = e.claimEmail(ctx, run, u.Email, u.ID); err != nil {
 				return nil, err
@@ -181,7 +275,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, 
 		}
 		if owner != u.ID {
 			u.Status, u.Action, u.DuplicateOf = StatusDuplicate, actDuplicate, owner
-			u.Reason = fmt.Sprintf("email %s is already used by user %s", u.Email, owner)
+			u.Reason = fmt.Sprintf("email %s is already used by user %s", s.logEmail(u.Email), owner)
 			c.Duplicate++
 			ev := logUser
 			ev.Event, ev.Level, ev.Reason = EvDuplicate, LevelWarn, u.Reason
@@ -212,12 +306,14 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, 
 	// Release the email the user held before, if it changed or the user no
 	// longer holds one; a waiting duplicate may take it over.
 	if had && old.Status == StatusActive && old.Email != "" && old.Email != u.Email {
-		if err := e.releaseEmail(ctx, run, old.Email, u.ID, lb); err != nil {
+		if err := e.releaseEmail(ctx, run, s, old.Email, u.ID, lb); err != nil {
 			return nil, err
 		}
 	}
 	if had && old.Status == StatusDuplicate && old.Email != "" && (old.Email != u.Email || u.Status != StatusDuplicate) {
-		e.Store.Delete(ctx, TableEmails, Bucket(old.Email), waiterKey(old.Email, u.ID), "")
+		if err := e.Store.Delete(ctx, TableEmails, Bucket(old.Email), waiterKey(old.Email, u.ID), ""); err != nil {
+			return nil, fmt.Errorf("drop waiter of %s: %w", u.ID, err)
+		}
 	}
 	if u.Status == StatusDuplicate {
 		if _, err := e.Store.Upsert(ctx, TableEmails, Entity{PartitionKey: Bucket(u.Email), RowKey: waiterKey(u.Email, u.ID),
@@ -225,7 +321,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, 
 			return nil, fmt.Errorf("record duplicate %s: %w", u.ID, err)
 		}
 	}
-	if had && old.Status == u.Status && old.Hash == u.Hash && old.Reason == u.Reason && run.Mode == ModeDelta {
+	if had && old.Status == u.Status && old.Hash == u.Hash && old.Reason == u.Reason && equalRaw(old.Raw, u.Raw) && run.Mode == ModeDelta {
 		// Unchanged in a delta run: no write. (Full runs write the stamp: it
 		// is how the final sweep knows the user was seen.)
 		return nil, nil
@@ -233,11 +329,23 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, seq int64, 
 	if had && (old.Status != u.Status || old.Hash != u.Hash) {
 		u.ChangedAt = now
 	}
-	ent := userToEntity(u)
+	kind := BatchInsert
 	if had {
-		return &BatchOp{Kind: BatchReplace, Entity: ent}, nil
+		kind = BatchReplace
 	}
-	return &BatchOp{Kind: BatchInsert, Entity: ent}, nil
+	return &userWrite{op: BatchOp{Kind: kind, Entity: userToEntity(u)}, u: u, wasActive: had && old.Status == StatusActive}, nil
+}
+
+func equalRaw(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func describeFields(s Settings, fields []string) string {
@@ -284,10 +392,64 @@ func (e *Engine) readUsers(ctx context.Context, ids []string) (map[string]User, 
 	return out, firstErr
 }
 
-// batchWrite groups ops by partition into batches of at most MaxBatch. A
-// conflict means another worker wrote one of these rows meanwhile: the item
-// is retried and re-reads them.
-func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp) error {
+// writeUsers writes a page's rows in batches. A row the store refuses as
+// invalid (a value it cannot hold) never fails the page, nor every later
+// run: that user is stored as skipped with the store's reason instead, or,
+// if even that is refused, counted as failed and logged.
+func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters, lb *logBuffer) error {
+	ops := make([]BatchOp, len(writes))
+	byKey := map[string]*userWrite{}
+	for i := range writes {
+		ops[i] = writes[i].op
+		byKey[writes[i].u.ID] = &writes[i]
+	}
+	return e.batchWrite(ctx, TableUsers, ops, func(op BatchOp, err error) error {
+		wr := byKey[op.Entity.RowKey]
+		uncount(c, wr.u.Action, wr.u)
+		skipped := User{ID: wr.u.ID, Status: StatusSkipped, Action: actSkipped, UPN: truncate(wr.u.UPN, 256),
+			Reason:    "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
+			RunSeq:    wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
+		serr := e.Store.Batch(ctx, TableUsers, []BatchOp{{Kind: op.Kind, Entity: userToEntity(skipped)}})
+		if serr != nil && !IsCode(serr, EINVALID) {
+			return serr
+		}
+		ev := LogEvent{UserID: wr.u.ID, Level: LevelError, Reason: skipped.Reason}
+		if serr != nil {
+			c.Failed++
+			ev.Event = EvFailed
+		} else {
+			countAction(c, actSkipped, skipped)
+			ev.Event = EvSkipped
+			wr.u = skipped
+		}
+		lb.add(ev)
+		return nil
+	})
+}
+
+// maxBatchBytes keeps a batch under Azure's 4 MiB per transaction.
+const maxBatchBytes = 3 << 20
+
+// entityBytes is an upper bound of an entity's size on the wire (UTF-16
+// strings, property names included).
+func entityBytes(e Entity) int {
+	n := 2*(len(e.PartitionKey)+len(e.RowKey)) + 64
+	for k, v := range e.Props {
+		n += 2*len(k) + 16
+		if s, ok := v.(string); ok {
+			n += 2 * len(s)
+		}
+	}
+	return n
+}
+
+// batchWrite groups ops by partition into batches of at most MaxBatch
+// operations and maxBatchBytes. A conflict means another worker wrote one of
+// these rows meanwhile: the item is retried and re-reads them. A batch the
+// store refuses as invalid is written one operation at a time, and each
+// refused operation goes to invalid (nil to go on; without it, the error
+// stands).
+func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp, invalid func(BatchOp, error) error) error {
 	byPK := map[string][]BatchOp{}
 	for _, op := range ops {
 		byPK[op.Entity.PartitionKey] = append(byPK[op.Entity.PartitionKey], op)
@@ -297,14 +459,41 @@ func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp) er
 		pks = append(pks, pk)
 	}
 	sort.Strings(pks)
+	write := func(group []BatchOp) error {
+		err := e.Store.Batch(ctx, table, group)
+		switch {
+		case err == nil:
+			return nil
+		case IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION):
+			return &Error{Code: EUNAVAILABLE, Message: "another worker changed the same rows at the same time; the item will be applied again", Err: err}
+		case IsCode(err, EINVALID) && invalid != nil && len(group) > 1:
+			for _, op := range group {
+				if err := e.Store.Batch(ctx, table, []BatchOp{op}); IsCode(err, EINVALID) {
+					if err := invalid(op, err); err != nil {
+						return err
+					}
+				} else if err != nil {
+					return err
+				}
+			}
+			return nil
+		case IsCode(err, EINVALID) && invalid != nil:
+			return invalid(group[0], err)
+		}
+		return err
+	}
 	for _, pk := range pks {
 		group := byPK[pk]
 		for len(group) > 0 {
-			n := min(len(group), MaxBatch)
-			if err := e.Store.Batch(ctx, table, group[:n]); err != nil {
-				if IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION) {
-					return &Error{Code: EUNAVAILABLE, Message: "another worker changed the same users at the same time; the page will be applied again", Err: err}
+			n, size := 0, 0
+			for n < len(group) && n < MaxBatch {
+				size += entityBytes(group[n].Entity)
+				if n > 0 && size > maxBatchBytes {
+					break
 				}
+				n++
+			}
+			if err := write(group[:n]); err != nil {
 				return err
 			}
 			group = group[n:]

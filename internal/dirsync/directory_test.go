@@ -112,11 +112,11 @@ func TestTickDoesNothingWhenDisabled(t *testing.T) {
 		t.Errorf("tick while disabled: %v %v", run, err)
 	}
 	st, _ := e.Engine.Status(ctx)
-	var codes []string
+	var codes []dirsync.ActionCode
 	for _, a := range st.Actions {
 		codes = append(codes, a.Code)
 	}
-	if diff := cmp.Diff([]string{"sync_disabled"}, codes); diff != "" {
+	if diff := cmp.Diff([]dirsync.ActionCode{dirsync.ActionSyncDisabled}, codes); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
 	}
 }

@@ -75,7 +75,7 @@ func (e *Engine) holdsEmail(ctx context.Context, userID, email string) (bool, er
 
 // releaseEmail gives up userID's claim on email. If users wait for it as
 // duplicates, the first that still has that email is promoted to active.
-func (e *Engine) releaseEmail(ctx context.Context, run Run, email, userID string, lb *logBuffer) error {
+func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, userID string, lb *logBuffer) error {
 	pk := Bucket(email)
 	claim, err := e.Store.Get(ctx, TableEmails, pk, claimKey(email))
 	if IsCode(err, ENOTFOUND) {
@@ -114,12 +114,52 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, email, userID string
 			return fmt.Errorf("promote duplicate %s: %w", wid, err)
 		}
 		e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
-		lb.add(LogEvent{Event: EvDuplicateResolved, UserID: wid, UPN: u.UPN,
-			Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", email, userID)})
+		lb.add(LogEvent{Event: EvDuplicateResolved, UserID: wid, UPN: s.logUPN(u.UPN),
+			Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", s.logEmail(email), userID)})
 		return nil
 	}
 	if err := e.Store.Delete(ctx, TableEmails, pk, claim.RowKey, claim.ETag); err != nil && !IsCode(err, EPRECONDITION) {
 		return fmt.Errorf("release email: %w", err)
 	}
+	return nil
+}
+
+// recheckDuplicate closes the race between a page that made u a duplicate
+// and another that let the email go at the same time (or earlier in the
+// same page, before u's row was written): the releasing side promotes
+// only waiters whose rows already say duplicate. So once u's row is
+// written, u checks the claim again, and takes the email if its owner no
+// longer holds it. Either side then sees the other's write.
+func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr userWrite, c *Counters, lb *logBuffer) error {
+	u := wr.u
+	owner, err := e.claimEmail(ctx, run, u.Email, u.ID)
+	if err != nil || owner != u.ID {
+		return err
+	}
+	ent, err := e.Store.Get(ctx, TableUsers, Bucket(u.ID), u.ID)
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", u.ID, err)
+	}
+	cur := userFromEntity(ent)
+	if cur.Status != StatusDuplicate || cur.Email != u.Email {
+		return nil // promoted meanwhile, or changed by a later page
+	}
+	promoted := cur
+	promoted.Status, promoted.Reason, promoted.DuplicateOf, promoted.ChangedAt = StatusActive, "", "", e.now()
+	if cur.RunSeq == run.Seq && cur.PageSeq == u.PageSeq {
+		// This page's own outcome changes: count what it really did.
+		promoted.Action = actAdded
+		if wr.wasActive {
+			promoted.Action = actUpdated
+		}
+		uncount(c, actDuplicate, cur)
+		countAction(c, promoted.Action, promoted)
+	}
+	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
+		return fmt.Errorf("promote %s: %w", u.ID, err)
+	}
+	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
+	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: u.ID, UPN: s.logUPN(u.UPN),
+		Reason: fmt.Sprintf("email %s was let go by its previous owner at the same moment; the user is now synced", s.logEmail(u.Email))})
 	return nil
 }

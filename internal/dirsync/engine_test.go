@@ -493,10 +493,11 @@ func TestResetStartsAFullSync(t *testing.T) {
 	e := newEnv(t)
 	e.Seed(4)
 	e.Sync(dirsynctest.DrainOptions{})
-	run, err := e.Engine.Reset(ctx, "admin")
-	if err != nil {
-		t.Fatal(err)
+	res, err := e.Engine.Reset(ctx, "admin")
+	if err != nil || res.Run == nil {
+		t.Fatal(res, err)
 	}
+	run := *res.Run
 	if run.Mode != dirsync.ModeFull || run.Trigger != dirsync.TriggerReset {
 		t.Errorf("reset run = %s/%s", run.Mode, run.Trigger)
 	}

@@ -6,18 +6,24 @@ import (
 	"time"
 )
 
-// doFinish totals the run, saves the delta token, ends the run and releases
-// the lock. Redelivered, it finds the run finished and does nothing.
+// doFinish totals the run, marks it succeeded, then saves the delta token
+// and the directory's counts and releases the lock in one atomic batch of
+// the state partition, conditional on the lock as read: a run that lost its
+// lock never moves the token. The run is marked succeeded first, so the
+// token only ever moves with a succeeded run; a crash between the two is
+// resumed by the redelivered item (HandleWork lets a finish item of a
+// succeeded run through).
 func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) error {
-	totals, err := e.pageTotals(ctx, run.ID)
+	if run.Status == RunSucceeded {
+		return e.commitRun(ctx, run)
+	}
+	totals, err := e.pageTotals(ctx, run)
 	if err != nil {
 		return err
 	}
-	deleted, err := e.deletedCount(ctx, run.ID)
-	if err != nil {
+	if totals.Deleted, err = e.deletedCount(ctx, run.ID); err != nil {
 		return err
 	}
-	totals.Deleted = deleted
 	now := e.now()
 
 	// A run in which every user was skipped for a missing attribute points
@@ -29,35 +35,20 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 				field, worst = f, n
 			}
 		}
-		desc := describeFields(s, []string{field})
-		e.updateRun(ctx, run.ID, func(r *Run) error { r.Counters = totals; return nil })
-		e.finishRun(ctx, run.ID, RunFailed,
-			fmt.Sprintf("Every user (%d) was skipped: none has the required field %s.", totals.Seen, desc),
+		if _, err := e.advance(ctx, w, func(r *Run) error { r.Counters = totals; return nil }); err != nil {
+			return err
+		}
+		e.failRun(ctx, run.ID, EINVALID,
+			fmt.Sprintf("Every user (%d) was skipped: none has the required field %s.", totals.Seen, describeFields(s, []string{field})),
 			fmt.Sprintf("Fix the mapping of %q in the settings (or remove it from required), then run a full sync.", field))
 		return nil
 	}
 
-	if run.DeltaLink != "" {
-		_, err := e.Store.Upsert(ctx, TableState, Entity{PartitionKey: statePartition, RowKey: deltaRow,
-			Props: map[string]any{"link": run.DeltaLink, "issuedAt": now, "shapeHash": run.ShapeHash, "runId": run.ID}})
-		if err != nil {
-			return fmt.Errorf("save delta token: %w", err)
-		}
-	}
-	if err := e.updateStats(ctx, run, totals); err != nil {
-		return err
-	}
-	finished, err := e.updateRun(ctx, run.ID, func(r *Run) error {
-		if r.Finished() {
-			return errAlreadyFinished
-		}
+	finished, err := e.advance(ctx, w, func(r *Run) error {
 		r.Status, r.Phase, r.FinishedAt, r.Counters, r.PendingDeletions = RunSucceeded, PhaseDone, &now, totals, 0
-		r.Error, r.Hint = "", "" // a blocked run's message no longer applies
+		r.Error, r.Hint, r.ErrorCode = "", "", "" // a blocked run's message no longer applies
 		return nil
 	})
-	if err == errAlreadyFinished {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -65,26 +56,60 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 	lb.add(LogEvent{Event: EvRunFinished, Counters: &totals, Message: fmt.Sprintf("%s sync finished in %s",
 		finished.Mode, now.Sub(finished.StartedAt).Round(time.Second))})
 	e.flushLog(ctx, finished, lb)
-	e.releaseLock(ctx, run.ID)
 	e.log().InfoContext(ctx, "run finished", "run", run.ID, "added", totals.Added, "updated", totals.Updated, "deleted", totals.Deleted)
-	return nil
+	return e.commitRun(ctx, finished)
 }
 
-// updateStats records the directory's size and its users by status, as
-// counted at the end of the run. The size is what the percentage threshold
-// of delta runs is taken of.
-func (e *Engine) updateStats(ctx context.Context, run Run, c Counters) error {
+// commitRun saves a succeeded run's delta token and counts and releases its
+// lock, all in one batch, while the run still holds the lock.
+func (e *Engine) commitRun(ctx context.Context, run Run) error {
 	counts, err := e.statusCounts(ctx, run.ID)
 	if err != nil {
 		return err
 	}
-	props := map[string]any{"runId": run.ID}
-	var users int64
-	for st, n := range counts {
-		props["n_"+st] = n
-		users += n
+	for range maxWriteAttempts {
+		lock, err := e.readLock(ctx)
+		if err != nil {
+			return err
+		}
+		if lock.RunID != run.ID {
+			if lock.RunID != "" {
+				e.log().WarnContext(ctx, "a newer run holds the lock: the delta token of this run is not saved", "run", run.ID, "holder", lock.RunID)
+			}
+			return nil
+		}
+		ops := []BatchOp{
+			{Kind: BatchReplace, Entity: lockState{Heartbeat: e.now(), ETag: lock.ETag}.entity()},
+			{Kind: BatchUpsert, Entity: directoryStats{RunID: run.ID, ByStatus: counts}.entity()},
+		}
+		if run.DeltaLink != "" {
+			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: DeltaState{Link: run.DeltaLink, IssuedAt: e.now(), ShapeHash: run.ShapeHash, RunID: run.ID}.entity()})
+		}
+		err = e.Store.Batch(ctx, TableState, ops)
+		if err == nil {
+			return nil
+		}
+		if !IsCode(err, EPRECONDITION) && !IsCode(err, ENOTFOUND) {
+			return fmt.Errorf("save delta token: %w", err)
+		}
 	}
-	props["users"] = users
-	_, err = e.Store.Upsert(ctx, TableState, Entity{PartitionKey: statePartition, RowKey: statsRow, Props: props})
-	return err
+	return Errorf(EUNAVAILABLE, "could not save the delta token: the lock kept changing")
+}
+
+// pageTotals sums a run's page records. Changes (added, updated, failed)
+// are summed over every epoch: each happened once. What describes the
+// directory as the run saw it (seen, unchanged, duplicate, skipped) comes
+// from the last epoch alone, which read every user again after a restart;
+// summing those too would count a user once per epoch.
+func (e *Engine) pageTotals(ctx context.Context, run Run) (Counters, error) {
+	var c Counters
+	current := epochPrefix(run.Restarts)
+	err := e.scanPartition(ctx, TablePages, run.ID, func(ent Entity) {
+		p := countersFrom(ent)
+		if len(ent.RowKey) < len(current) || ent.RowKey[:len(current)] != current {
+			p = Counters{Added: p.Added, Updated: p.Updated, Failed: p.Failed}
+		}
+		c.add(p)
+	})
+	return c, err
 }

@@ -55,17 +55,25 @@ func ValidKey(s string) string {
 }
 
 // EscapeKey turns any string into a valid table key that sorts the same way
-// for ordinary text: forbidden characters, '%' and '|' (our separator) become
-// %XX. It is used for emails and other values from outside.
+// for ordinary text: forbidden characters, '%' and '|' (our separator),
+// control characters (C0, DEL and C1, U+0080..U+009F) and bytes that are not
+// valid UTF-8 become %XX, one per byte. It is used for emails and other
+// values from outside. (Length is the caller's to check, with ValidKey.)
 func EscapeKey(s string) string {
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '/' || c == '\\' || c == '#' || c == '?' || c == '%' || c == '|' || c < 0x20 || c == 0x7f {
-			fmt.Fprintf(&b, "%%%02X", c)
-			continue
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1,
+			r == '/' || r == '\\' || r == '#' || r == '?' || r == '%' || r == '|',
+			r < 0x20 || (r >= 0x7f && r <= 0x9f):
+			for _, c := range []byte(s[i : i+max(size, 1)]) {
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		default:
+			b.WriteString(s[i : i+size])
 		}
-		b.WriteByte(c)
+		i += max(size, 1)
 	}
 	return b.String()
 }

@@ -5,19 +5,24 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
 
+// RunStatus is where a run stands. The values are part of the API.
+type RunStatus string
+
 // Run statuses.
 const (
-	RunRunning   = "running"
-	RunSucceeded = "succeeded"
-	RunFailed    = "failed"
-	RunBlocked   = "blocked" // deletions wait for an admin's approval
-	RunCancelled = "cancelled"
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+	RunBlocked   RunStatus = "blocked" // deletions wait for an admin's approval
+	RunCancelled RunStatus = "cancelled"
 )
+
+// RunStatuses lists every status, for validating filters.
+var RunStatuses = []RunStatus{RunRunning, RunSucceeded, RunFailed, RunBlocked, RunCancelled}
 
 // Run modes.
 const (
@@ -75,6 +80,16 @@ func (c *Counters) add(o Counters) {
 	}
 }
 
+func (c *Counters) skippedBy(field string, n int64) {
+	if c.SkippedBy == nil {
+		c.SkippedBy = map[string]int64{}
+	}
+	c.SkippedBy[field] += n
+	if c.SkippedBy[field] == 0 {
+		delete(c.SkippedBy, field)
+	}
+}
+
 func (c Counters) props(p map[string]any) {
 	p["c_seen"], p["c_added"], p["c_updated"], p["c_unchanged"] = c.Seen, c.Added, c.Updated, c.Unchanged
 	p["c_deleted"], p["c_duplicate"], p["c_skipped"], p["c_failed"] = c.Deleted, c.Duplicate, c.Skipped, c.Failed
@@ -105,7 +120,7 @@ type Run struct {
 	Seq         int64      `json:"seq"`
 	Trigger     string     `json:"trigger"`
 	Mode        string     `json:"mode"`
-	Status      string     `json:"status"`
+	Status      RunStatus  `json:"status"`
 	Phase       string     `json:"phase"`
 	RequestedBy string     `json:"requestedBy,omitempty"`
 	StartedAt   time.Time  `json:"startedAt"`
@@ -117,10 +132,15 @@ type Run struct {
 	// (-1 before).
 	PagesDone int64 `json:"pagesDone"`
 	LastPage  int64 `json:"lastPage"`
-	// FullFrom is the first page of the full enumeration (non-zero when a
-	// delta run turned into a full one because its token expired).
-	FullFrom int64 `json:"-"`
+	// Restarts counts restarts to a full enumeration after Graph rejected
+	// the sync position; it is the run's current epoch. Every work item
+	// carries the epoch it was made in, and an item of an earlier epoch is
+	// superseded: it may not change anything (see "Generations" in
+	// docs/architecture.md).
 	Restarts int64 `json:"restarts,omitempty"`
+	// FullFrom is the first epoch of the full enumeration the sweep relies
+	// on (0 for a run that started full; the restart's epoch otherwise).
+	FullFrom int64 `json:"-"`
 	// PendingDeletions is the number of deletions waiting (blocked runs).
 	PendingDeletions int64  `json:"pendingDeletions,omitempty"`
 	Error            string `json:"error,omitempty"`
@@ -165,7 +185,7 @@ func runRowKey(id string) (string, error) {
 	return fmt.Sprintf("%012d-%s", 999999999999-t.Unix(), id), nil
 }
 
-// LogName returns the blob name of a run's log: yyyy/mm/dd/<run id>.jsonl.
+// logName returns the blob name of a run's log: yyyy/mm/dd/<run id>.jsonl.
 func logName(id string, started time.Time) string {
 	return started.UTC().Format("2006/01/02/") + id + ".jsonl"
 }
@@ -178,7 +198,7 @@ func runToEntity(r Run) (Entity, error) {
 		return Entity{}, err
 	}
 	p := map[string]any{
-		"id": r.ID, "seq": r.Seq, "trigger": r.Trigger, "mode": r.Mode, "status": r.Status, "phase": r.Phase,
+		"id": r.ID, "seq": r.Seq, "trigger": r.Trigger, "mode": r.Mode, "status": string(r.Status), "phase": r.Phase,
 		"startedAt": r.StartedAt.UTC(), "heartbeat": r.Heartbeat.UTC(), "pagesDone": r.PagesDone,
 		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
@@ -197,7 +217,7 @@ func runToEntity(r Run) (Entity, error) {
 
 func runFromEntity(e Entity) Run {
 	r := Run{
-		ID: e.Str("id"), Seq: e.Int("seq"), Trigger: e.Str("trigger"), Mode: e.Str("mode"), Status: e.Str("status"),
+		ID: e.Str("id"), Seq: e.Int("seq"), Trigger: e.Str("trigger"), Mode: e.Str("mode"), Status: RunStatus(e.Str("status")),
 		Phase: e.Str("phase"), RequestedBy: e.Str("requestedBy"), StartedAt: e.Time("startedAt"),
 		Heartbeat: e.Time("heartbeat"), PagesDone: e.Int("pagesDone"), LastPage: e.Int("lastPage"),
 		FullFrom: e.Int("fullFrom"), Restarts: e.Int("restarts"), PendingDeletions: e.Int("pendingDeletions"),
@@ -210,6 +230,16 @@ func runFromEntity(e Entity) Run {
 	return r
 }
 
-func pageRowKey(seq int64) string { return fmt.Sprintf("%09d", seq) }
+// pageRowKey keys a page's record by epoch and sequence number, so a page of
+// a restarted enumeration never mistakes an earlier epoch's page for itself.
+func pageRowKey(epoch, seq int64) string { return fmt.Sprintf("%03d-%09d", epoch, seq) }
 
-func parseSeq(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+// epochPrefix selects the page records of one epoch.
+func epochPrefix(epoch int64) string { return fmt.Sprintf("%03d-", epoch) }
+
+// pageStamp is what a page writes on the user rows it applies: epoch-major,
+// so every page of a later epoch is newer than every page of an earlier one.
+func pageStamp(epoch, seq int64) int64 { return epoch<<32 | seq }
+
+// stampEpoch is the epoch a stamp was written in.
+func stampEpoch(stamp int64) int64 { return stamp >> 32 }

@@ -44,6 +44,7 @@ const (
 	EvDuplicate         = "duplicate"
 	EvDuplicateResolved = "duplicate_resolved"
 	EvSkipped           = "skipped"
+	EvTruncated         = "value_truncated"
 	EvFailed            = "failed"
 	EvPendingDeletion   = "pending_deletion"
 	EvDeletionKept      = "deletion_kept"

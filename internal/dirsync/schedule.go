@@ -46,7 +46,7 @@ import (
 // "once" is the instant At, whatever TimeZone says. "manual" is never due.
 // An invalid schedule (see Schedule.Validate) is never due either.
 func (sc Schedule) Next(after time.Time) (time.Time, bool) {
-	if sc.Frequency == "once" {
+	if sc.Frequency == FrequencyOnce {
 		if sc.At != nil && sc.At.After(after) {
 			return *sc.At, true
 		}
@@ -80,7 +80,7 @@ func (sc Schedule) Next(after time.Time) (time.Time, bool) {
 // there is none (manual, a one-time sync still ahead, an invalid schedule).
 // The timer uses it to find the due time a tick is for.
 func (sc Schedule) Previous(atOrBefore time.Time) (time.Time, bool) {
-	if sc.Frequency == "once" {
+	if sc.Frequency == FrequencyOnce {
 		if sc.At != nil && !sc.At.After(atOrBefore) {
 			return *sc.At, true
 		}
@@ -131,15 +131,15 @@ func (sc Schedule) plan() (schedulePlan, bool) {
 	}
 	p := schedulePlan{loc: loc}
 	switch sc.Frequency {
-	case "daily":
+	case FrequencyDaily:
 		h, _ := strconv.Atoi(sc.TimeOfDay[:2])
 		m, _ := strconv.Atoi(sc.TimeOfDay[3:])
 		p.slots, p.firstOnly = []int{h*60 + m}, true
-	case "hourly":
+	case FrequencyHourly:
 		for h := range 24 {
 			p.slots = append(p.slots, h*60+sc.Minute)
 		}
-	case "minutes":
+	case FrequencyMinutes:
 		for m := 0; m < 24*60; m += sc.EveryMinutes {
 			p.slots = append(p.slots, m)
 		}

@@ -55,10 +55,23 @@ type DeletionThreshold struct {
 	MaxPercent float64 `json:"maxPercent"`
 }
 
+// Frequency is how often the schedule starts a sync. The values are part of
+// the settings document.
+type Frequency string
+
+// Frequencies.
+const (
+	FrequencyOnce    Frequency = "once"
+	FrequencyDaily   Frequency = "daily"
+	FrequencyHourly  Frequency = "hourly"
+	FrequencyMinutes Frequency = "minutes"
+	FrequencyManual  Frequency = "manual"
+)
+
 // Schedule says when the timer starts a sync.
 type Schedule struct {
-	// Frequency is "once", "daily", "hourly", "minutes" or "manual".
-	Frequency string `json:"frequency"`
+	// Frequency is once, daily, hourly, minutes or manual.
+	Frequency Frequency `json:"frequency"`
 	// At is the start time of a one-time sync (RFC 3339).
 	At *time.Time `json:"at,omitempty"`
 	// TimeOfDay is "HH:MM" for daily syncs, in TimeZone.
@@ -75,7 +88,7 @@ type Schedule struct {
 func DefaultSettings() Settings {
 	return Settings{
 		Enabled:  true,
-		Schedule: Schedule{Frequency: "hourly", TimeZone: "UTC"},
+		Schedule: Schedule{Frequency: FrequencyHourly, TimeZone: "UTC"},
 		Mapping: []FieldMapping{
 			{Field: "displayName", Source: "displayName"},
 			{Field: "givenName", Source: "givenName"},
@@ -145,13 +158,18 @@ func (s Settings) Validate() error {
 			return bad(where+".constant", "is longer than 1024 characters")
 		}
 	}
+	// Field names are case-sensitive (they are property names of the
+	// directory); a name that only differs in case would pass a lenient
+	// check and then match no field, skipping every user.
 	for i, r := range s.Required {
-		if !seen[strings.ToLower(r)] {
-			return bad(fmt.Sprintf("required[%d]", i), "%q is not a mapped field; map it first or remove it from required", r)
+		if err := s.checkFieldName(r); err != "" {
+			return bad(fmt.Sprintf("required[%d]", i), "%s; map it first or remove it from required", err)
 		}
 	}
-	if s.EmailField != "" && !seen[strings.ToLower(s.EmailField)] {
-		return bad("emailField", "%q is not a mapped field", s.EmailField)
+	if s.EmailField != "" {
+		if err := s.checkFieldName(s.EmailField); err != "" {
+			return bad("emailField", "%s", err)
+		}
 	}
 	t := s.DeletionThreshold
 	if t.MaxCount < 0 {
@@ -182,20 +200,20 @@ func (sc Schedule) Validate() error {
 		}
 	}
 	switch sc.Frequency {
-	case "manual":
-	case "once":
+	case FrequencyManual:
+	case FrequencyOnce:
 		if sc.At == nil {
 			return Errorf(EINVALID, "frequency once needs at (an RFC 3339 time)")
 		}
-	case "daily":
+	case FrequencyDaily:
 		if !timeOfDayRE.MatchString(sc.TimeOfDay) {
 			return Errorf(EINVALID, "frequency daily needs timeOfDay as HH:MM (24-hour), got %q", sc.TimeOfDay)
 		}
-	case "hourly":
+	case FrequencyHourly:
 		if sc.Minute < 0 || sc.Minute > 59 {
 			return Errorf(EINVALID, "minute must be 0..59, got %d", sc.Minute)
 		}
-	case "minutes":
+	case FrequencyMinutes:
 		if sc.EveryMinutes < 15 {
 			return Errorf(EINVALID, "everyMinutes must be at least 15, got %d", sc.EveryMinutes)
 		}
@@ -245,9 +263,105 @@ func (s Settings) ShapeHash() string {
 
 func (s Settings) mapping(field string) (FieldMapping, bool) {
 	for _, m := range s.Mapping {
-		if strings.EqualFold(m.Field, field) {
+		if m.Field == field {
 			return m, true
 		}
 	}
 	return FieldMapping{}, false
+}
+
+// checkFieldName says why name is not a mapped field ("" when it is).
+func (s Settings) checkFieldName(name string) string {
+	if _, ok := s.mapping(name); ok {
+		return ""
+	}
+	for _, m := range s.Mapping {
+		if strings.EqualFold(m.Field, name) {
+			return fmt.Sprintf("%q is not a mapped field; field names are case-sensitive: did you mean %q?", name, m.Field)
+		}
+	}
+	return fmt.Sprintf("%q is not a mapped field", name)
+}
+
+// canonicalField returns the mapped field's own spelling of name, so that a
+// document stored before names were checked case-sensitively still works.
+func (s Settings) canonicalField(name string) string {
+	if _, ok := s.mapping(name); ok {
+		return name
+	}
+	for _, m := range s.Mapping {
+		if strings.EqualFold(m.Field, name) {
+			return m.Field
+		}
+	}
+	return name
+}
+
+// emailField is the field duplicates are detected on.
+func (s Settings) emailField() string {
+	if s.EmailField == "" {
+		return "email"
+	}
+	return s.canonicalField(s.EmailField)
+}
+
+// sensitiveAttribute reports whether a Graph attribute feeds a field marked
+// sensitive: its value must then stay out of run logs in every form.
+func (s Settings) sensitiveAttribute(attr string) bool {
+	for _, m := range s.Mapping {
+		if m.Sensitive && (m.Source == attr || m.Fallback == attr) {
+			return true
+		}
+	}
+	return false
+}
+
+// logUPN returns the userPrincipalName to put on log lines: "" when it
+// feeds a sensitive field (the object id identifies the user then).
+func (s Settings) logUPN(upn string) string {
+	if s.sensitiveAttribute("userPrincipalName") {
+		return ""
+	}
+	return upn
+}
+
+// logEmail returns an email as run logs may show it.
+func (s Settings) logEmail(email string) string {
+	if m, ok := s.mapping(s.emailField()); ok && m.Sensitive {
+		return "(sensitive)"
+	}
+	return email
+}
+
+// DecodeSettings parses a stored or submitted settings document. A
+// top-level field the document leaves out takes its default (documents
+// saved by an older version), but a field that is present is taken exactly
+// as written: a list is never merged element by element with the default.
+//
+// Errors: EINVALID when the document is not a JSON object of settings.
+func DecodeSettings(b []byte) (Settings, error) {
+	var present map[string]json.RawMessage
+	if err := json.Unmarshal(b, &present); err != nil {
+		return Settings{}, Errorf(EINVALID, "the settings document is not a JSON object: %v", err)
+	}
+	var s Settings
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Settings{}, Errorf(EINVALID, "the settings document does not match the settings' shape: %v", err)
+	}
+	def := DefaultSettings()
+	for name, fill := range map[string]func(){
+		"enabled":           func() { s.Enabled = def.Enabled },
+		"schedule":          func() { s.Schedule = def.Schedule },
+		"mapping":           func() { s.Mapping = def.Mapping },
+		"required":          func() { s.Required = def.Required },
+		"emailField":        func() { s.EmailField = def.EmailField },
+		"deletionThreshold": func() { s.DeletionThreshold = def.DeletionThreshold },
+		"groupScope":        func() { s.GroupScope = def.GroupScope },
+		"pageSize":          func() { s.PageSize = def.PageSize },
+	} {
+		if _, ok := present[name]; !ok {
+			fill()
+		}
+	}
+	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -13,24 +14,36 @@ const (
 	auditPartition    = "audit"
 )
 
-// Settings returns the current settings and their ETag. Before an admin saves
+// SettingsStore keeps the settings document and the audit trail of its
+// changes. The document is versioned by its row's ETag.
+type SettingsStore struct {
+	Store  Store
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Get returns the current settings and their ETag. Before an admin saves
 // any, it returns DefaultSettings with an empty ETag.
-func (e *Engine) Settings(ctx context.Context) (Settings, string, error) {
-	ent, err := e.Store.Get(ctx, TableSettings, settingsPartition, settingsRow)
+//
+// Errors: EINVALID when the stored document cannot be read (it is then left
+// untouched, so nothing is lost); store errors as they come.
+func (ss *SettingsStore) Get(ctx context.Context) (Settings, string, error) {
+	ent, err := ss.Store.Get(ctx, TableSettings, settingsPartition, settingsRow)
 	if IsCode(err, ENOTFOUND) {
 		return DefaultSettings(), "", nil
 	}
 	if err != nil {
 		return Settings{}, "", fmt.Errorf("read settings: %w", err)
 	}
-	s := DefaultSettings()
-	if err := json.Unmarshal([]byte(ent.Str("json")), &s); err != nil {
-		return Settings{}, "", fmt.Errorf("read settings: stored document is not valid: %w", err)
+	s, err := DecodeSettings([]byte(getChunked(ent, "json")))
+	if err != nil {
+		return Settings{}, "", &Error{Code: EINVALID, Message: "the stored settings document cannot be read: " + ErrorMessage(err),
+			Hint: "Save a corrected document with PUT /api/settings (If-Match: *); the stored one is kept until then."}
 	}
 	return s, ent.ETag, nil
 }
 
-// AuditEntry records one settings change.
+// AuditEntry records one change an admin made.
 type AuditEntry struct {
 	Time   time.Time       `json:"time"`
 	Who    string          `json:"who"`
@@ -39,19 +52,19 @@ type AuditEntry struct {
 	After  json.RawMessage `json:"after,omitempty"`
 }
 
-// PutSettings validates and saves s. ifMatch must be the ETag returned by
-// Settings ("" is accepted only while no settings were ever saved), so two
-// admins cannot overwrite each other's changes unseen. Each change writes an
-// audit row.
+// Put validates and saves s. ifMatch must be the ETag returned by Get ("" is
+// accepted only while no settings were ever saved; "*" overwrites), so two
+// admins cannot overwrite each other's changes unseen. The audit row is
+// written first: a change that cannot be audited is not made.
 //
-// Errors: EINVALID naming the bad field (nothing is saved), EPRECONDITION when
-// ifMatch is stale.
-func (e *Engine) PutSettings(ctx context.Context, s Settings, ifMatch, who string) (string, error) {
+// Errors: EINVALID naming the bad field (nothing is saved), EPRECONDITION
+// when ifMatch is stale, store errors as they come.
+func (ss *SettingsStore) Put(ctx context.Context, s Settings, ifMatch, who string) (etag string, err error) {
 	if err := s.Validate(); err != nil {
 		return "", err
 	}
-	before, beforeTag, err := e.Settings(ctx)
-	if err != nil {
+	before, beforeTag, err := ss.Get(ctx)
+	if err != nil && !IsCode(err, EINVALID) {
 		return "", err
 	}
 	if ifMatch != beforeTag && ifMatch != "*" {
@@ -59,50 +72,100 @@ func (e *Engine) PutSettings(ctx context.Context, s Settings, ifMatch, who strin
 			Hint: "GET /api/settings again, re-apply your change, and send it with the new ETag in If-Match."}
 	}
 	after, _ := json.Marshal(s)
+	b, _ := json.Marshal(before)
+	auditKey, err := ss.insertAudit(ctx, AuditEntry{Who: who, Action: "settings.update", Before: b, After: after})
+	if err != nil {
+		return "", fmt.Errorf("save settings: audit: %w", err)
+	}
 	ent := Entity{PartitionKey: settingsPartition, RowKey: settingsRow, ETag: beforeTag,
-		Props: map[string]any{"json": string(after), "updatedBy": who, "updatedAt": e.now()}}
-	var etag string
-	if beforeTag == "" {
-		etag, err = e.Store.Insert(ctx, TableSettings, ent)
+		Props: map[string]any{"updatedBy": who, "updatedAt": ss.Now()}}
+	putChunked(ent.Props, "json", string(after))
+	switch {
+	case ifMatch == "*":
+		ent.ETag = ""
+		etag, err = ss.Store.Replace(ctx, TableSettings, ent) // unconditional
+	case beforeTag == "":
+		etag, err = ss.Store.Insert(ctx, TableSettings, ent)
 		if IsCode(err, ECONFLICT) {
 			err = Errorf(EPRECONDITION, "the settings were saved by someone else at the same moment").
 				WithHint("GET /api/settings again and re-apply your change.")
 		}
-	} else {
-		etag, err = e.Store.Replace(ctx, TableSettings, ent)
+	default:
+		etag, err = ss.Store.Replace(ctx, TableSettings, ent)
 	}
 	if err != nil {
+		// The change was not made: its audit row must not say it was.
+		ss.Store.Delete(ctx, TableAudit, auditPartition, auditKey, "")
 		return "", err
 	}
-	b, _ := json.Marshal(before)
-	e.audit(ctx, AuditEntry{Who: who, Action: "settings.update", Before: b, After: after})
 	return etag, nil
 }
 
-func (e *Engine) audit(ctx context.Context, a AuditEntry) {
-	now := e.now()
+// audit records an admin action.
+func (ss *SettingsStore) audit(ctx context.Context, a AuditEntry) error {
+	_, err := ss.insertAudit(ctx, a)
+	return err
+}
+
+func (ss *SettingsStore) insertAudit(ctx context.Context, a AuditEntry) (string, error) {
+	now := ss.Now()
 	a.Time = now
 	b, _ := json.Marshal(a)
 	rk := fmt.Sprintf("%019d-%s", 1<<62-now.UnixNano(), newRunID(now)[16:])
-	_, err := e.Store.Insert(ctx, TableAudit, Entity{PartitionKey: auditPartition, RowKey: rk,
-		Props: map[string]any{"json": string(b), "who": a.Who, "action": a.Action, "time": now}})
-	if err != nil {
-		e.log().ErrorContext(ctx, "audit write failed", "action", a.Action, "err", err)
+	props := map[string]any{"who": a.Who, "action": a.Action, "time": now}
+	putChunked(props, "json", string(b))
+	if _, err := ss.Store.Insert(ctx, TableAudit, Entity{PartitionKey: auditPartition, RowKey: rk, Props: props}); err != nil {
+		return "", err
 	}
+	return rk, nil
 }
 
-// ListAudit returns audit entries newest first, one page at a time.
-func (e *Engine) ListAudit(ctx context.Context, limit int, token string) ([]AuditEntry, string, error) {
-	page, err := e.Store.Query(ctx, TableAudit, Query{PartitionKey: auditPartition, Top: limit, Continuation: token})
+// List returns audit entries newest first, one page at a time.
+func (ss *SettingsStore) List(ctx context.Context, limit int, token string) ([]AuditEntry, string, error) {
+	page, err := ss.Store.Query(ctx, TableAudit, Query{PartitionKey: auditPartition, Top: limit, Continuation: token})
 	if err != nil {
 		return nil, "", err
 	}
 	out := make([]AuditEntry, 0, len(page.Entities))
 	for _, ent := range page.Entities {
 		var a AuditEntry
-		if json.Unmarshal([]byte(ent.Str("json")), &a) == nil {
+		if json.Unmarshal([]byte(getChunked(ent, "json")), &a) == nil {
 			out = append(out, a)
 		}
 	}
 	return out, page.Continuation, nil
+}
+
+// Settings returns the current settings and their ETag (SettingsStore.Get).
+func (e *Engine) Settings(ctx context.Context) (Settings, string, error) {
+	return e.settingsStore().Get(ctx)
+}
+
+// PutSettings saves the settings (SettingsStore.Put). Disabling sync
+// cancels the run in progress, if any: its applied changes stay, the delta
+// token does not move, and nothing more is applied until sync is enabled
+// again, as the status page says.
+//
+// Errors: as SettingsStore.Put.
+func (e *Engine) PutSettings(ctx context.Context, s Settings, ifMatch, who string) (string, error) {
+	etag, err := e.settingsStore().Put(ctx, s, ifMatch, who)
+	if err != nil {
+		return "", err
+	}
+	if !s.Enabled {
+		// Read the lock after saving: a start that took it before the save
+		// is cancelled here; one after it reads disabled (StartRun).
+		if lock, err := e.readLock(ctx); err == nil && lock.RunID != "" {
+			if err := e.endRun(ctx, lock.RunID, RunCancelled, "", "Cancelled because sync was disabled by "+who+".",
+				"Enable sync to resume; the next run picks up from the last successful one."); err != nil && !IsCode(err, ENOTFOUND) {
+				e.log().WarnContext(ctx, "could not cancel the run of a disabled sync", "run", lock.RunID, "err", err)
+			}
+		}
+	}
+	return etag, nil
+}
+
+// ListAudit returns audit entries newest first (SettingsStore.List).
+func (e *Engine) ListAudit(ctx context.Context, limit int, token string) ([]AuditEntry, string, error) {
+	return e.settingsStore().List(ctx, limit, token)
 }

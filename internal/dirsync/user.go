@@ -29,6 +29,8 @@ type User struct {
 	Email string `json:"email,omitempty"`
 	UPN   string `json:"upn,omitempty"`
 	Hash  string `json:"-"`
+	// Raw holds the attributes rawAttributes names, as Graph sent them.
+	Raw map[string]string `json:"-"`
 	// RunSeq and PageSeq stamp the page that last wrote the row, so an older
 	// page never overwrites a newer state and a redelivered page is
 	// recognised; Action is what that page did (added, updated, ...).
@@ -40,54 +42,98 @@ type User struct {
 	ETag      string    `json:"-"`
 }
 
-// mapUser applies the mapping to a Graph user and checks required fields.
-// It returns the mapped fields and the required fields that are missing.
-//
-// With old != nil the user is a partial update from a later delta round: a
-// field whose attributes Graph did not send keeps its old value, and an
-// attribute Graph sent as null clears it.
-func (s Settings) mapUser(su SourceUser, old map[string]string) (fields map[string]string, missing []string) {
+// maxFieldChars bounds one mapped value. Graph attributes are far shorter;
+// a longer value (a bad import into Entra) is cut, with the reason logged,
+// so that 100 mapped fields still fit a table row and a batch its 4 MiB.
+const maxFieldChars = 2000
+
+// mapUser applies the mapping to a user's attributes (by Graph name) and
+// checks required fields. It returns the mapped fields, the required fields
+// that are missing, and the fields whose value was cut to maxFieldChars.
+func (s Settings) mapUser(attrs map[string]string) (fields map[string]string, missing, truncated []string) {
 	fields = make(map[string]string, len(s.Mapping))
-	cleared := map[string]bool{}
-	for _, a := range su.Cleared {
-		cleared[a] = true
-	}
-	attr := func(name string) (string, bool) {
-		v, ok := su.Attributes[name]
-		return strings.TrimSpace(v), ok
-	}
 	for _, m := range s.Mapping {
-		var v string
-		switch {
-		case m.Constant != "":
-			v = m.Constant
-		default:
-			src, srcSent := attr(m.Source)
-			fb, fbSent := "", false
-			if m.Fallback != "" {
-				fb, fbSent = attr(m.Fallback)
+		v := m.Constant
+		if v == "" {
+			v = strings.TrimSpace(attrs[m.Source])
+			if v == "" && m.Fallback != "" {
+				v = strings.TrimSpace(attrs[m.Fallback])
 			}
-			switch {
-			case src != "":
-				v = src
-			case srcSent || cleared[m.Source] || old == nil:
-				v = fb
-			case fbSent && fb != "" && old[m.Field] == "":
-				v = fb
-			default:
-				v = old[m.Field] // not sent: unchanged
-			}
+		}
+		if cut, ok := cutRunes(v, maxFieldChars); ok {
+			v = cut
+			truncated = append(truncated, m.Field)
 		}
 		if v != "" {
 			fields[m.Field] = v
 		}
 	}
 	for _, r := range s.Required {
-		if fields[r] == "" {
-			missing = append(missing, r)
+		if fields[s.canonicalField(r)] == "" {
+			missing = append(missing, s.canonicalField(r))
 		}
 	}
-	return fields, missing
+	return fields, missing, truncated
+}
+
+// cutRunes returns s cut to n runes, and whether it was cut.
+func cutRunes(s string, n int) (string, bool) {
+	if len(s) <= n {
+		return s, false
+	}
+	i := 0
+	for pos := range s {
+		if i == n {
+			return s[:pos], true
+		}
+		i++
+	}
+	return s, false
+}
+
+// rawAttributes lists the Graph attributes kept on the user row as they
+// came: the source and fallback of every mapping that has a fallback. A
+// later partial update that sends only one of them (mail cleared,
+// userPrincipalName not sent) is then mapped against the other's real value,
+// not against the field it produced.
+func (s Settings) rawAttributes() []string {
+	var out []string
+	for _, m := range s.Mapping {
+		if m.Fallback != "" {
+			out = append(out, m.Source, m.Fallback)
+		}
+	}
+	return out
+}
+
+// currentAttributes returns a user's attributes as they stand after a
+// delta update. A full enumeration sends every set attribute (old == nil).
+// A later delta round sends "at least the properties that have been
+// updated" (Graph's delta query overview): an attribute not sent keeps its
+// last value, known from the row (raw attributes, or the field a mapping
+// without fallback copies), and one sent as null is cleared.
+func (s Settings) currentAttributes(su SourceUser, old *User) map[string]string {
+	if old == nil {
+		return su.Attributes
+	}
+	attrs := map[string]string{}
+	for _, m := range s.Mapping {
+		if m.Source != "" && m.Fallback == "" {
+			if v, ok := old.Fields[m.Field]; ok {
+				attrs[m.Source] = v
+			}
+		}
+	}
+	for k, v := range old.Raw {
+		attrs[k] = v
+	}
+	for _, a := range su.Cleared {
+		delete(attrs, a)
+	}
+	for k, v := range su.Attributes {
+		attrs[k] = v
+	}
+	return attrs
 }
 
 // NormalizeEmail trims and lower-cases an email for duplicate detection.
@@ -144,7 +190,10 @@ func (s Settings) diffFields(old, new map[string]string) []FieldChange {
 	return out
 }
 
-const fieldPrefix = "f_"
+const (
+	fieldPrefix = "f_"
+	rawPrefix   = "a_"
+)
 
 func userToEntity(u User) Entity {
 	p := map[string]any{
@@ -164,6 +213,9 @@ func userToEntity(u User) Entity {
 	for k, v := range u.Fields {
 		p[fieldPrefix+k] = v
 	}
+	for k, v := range u.Raw {
+		p[rawPrefix+k] = v
+	}
 	return Entity{PartitionKey: Bucket(u.ID), RowKey: u.ID, ETag: u.ETag, Props: p}
 }
 
@@ -175,14 +227,22 @@ func userFromEntity(e Entity) User {
 		ChangedAt: e.Time("changedAt"), ETag: e.ETag, Fields: map[string]string{},
 	}
 	for k, v := range e.Props {
-		if s, ok := v.(string); ok && strings.HasPrefix(k, fieldPrefix) {
+		s, ok := v.(string)
+		switch {
+		case !ok:
+		case strings.HasPrefix(k, fieldPrefix):
 			u.Fields[k[len(fieldPrefix):]] = s
+		case strings.HasPrefix(k, rawPrefix):
+			if u.Raw == nil {
+				u.Raw = map[string]string{}
+			}
+			u.Raw[k[len(rawPrefix):]] = s
 		}
 	}
 	return u
 }
 
-// newer reports whether stamp (run, page) a is strictly after b.
+// newer reports whether stamp (run, page stamp) a is strictly after b.
 func newer(aRun, aPage, bRun, bPage int64) bool {
 	if aRun != bRun {
 		return aRun > bRun

@@ -25,6 +25,7 @@ import (
 
 	"github.com/entrasync/entrasync/internal/azurite"
 	"github.com/entrasync/entrasync/internal/devhost"
+	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/graphsim"
 )
 
@@ -233,13 +234,13 @@ func (s *Stack) Call(ctx context.Context, key, method, path string, body any, ou
 
 // RunInfo is the part of a run the stack's helpers look at.
 type RunInfo struct {
-	ID       string   `json:"id"`
-	Status   string   `json:"status"`
-	Mode     string   `json:"mode"`
-	Phase    string   `json:"phase"`
-	Error    string   `json:"error"`
-	Hint     string   `json:"hint"`
-	Counters Counters `json:"counters"`
+	ID       string            `json:"id"`
+	Status   dirsync.RunStatus `json:"status"`
+	Mode     string            `json:"mode"`
+	Phase    string            `json:"phase"`
+	Error    string            `json:"error"`
+	Hint     string            `json:"hint"`
+	Counters Counters          `json:"counters"`
 }
 
 // Counters are a run's numeric counters by name (seen, added, ...).

@@ -1,0 +1,106 @@
+package dirsync
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// maxRestarts bounds restarts to a full enumeration within one run.
+const maxRestarts = 3
+
+// doPage fetches one Graph page and applies it. The successor is queued
+// before the page is applied, so fetching the next page overlaps with
+// applying this one on another worker. A page already recorded in this
+// epoch is done: its successor was queued before it was recorded.
+func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkItem) error {
+	if _, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq)); err == nil {
+		return nil
+	} else if !IsCode(err, ENOTFOUND) {
+		return err
+	}
+	page, err := e.Source.UsersDelta(ctx, DeltaRequest{Link: w.Link, Select: settings.SelectAttributes(), PageSize: settings.PageSize})
+	switch ErrorCode(err) {
+	case "":
+	case ETOKENEXPIRED:
+		return e.restartFull(ctx, run, w, err)
+	case ETHROTTLED:
+		return e.reschedule(ctx, run, w, RetryAfter(err), "Graph asked us to slow down")
+	default:
+		return err
+	}
+	if page.NextLink != "" {
+		next := w.next(WorkPage)
+		next.Seq, next.Link = w.Seq+1, page.NextLink
+		if err := e.send(ctx, next, zeroTime); err != nil {
+			return err
+		}
+	} else {
+		if page.DeltaLink == "" {
+			return Errorf(EINVALID, "Graph returned a page with neither a next link nor a delta link")
+		}
+		if _, err := e.advance(ctx, w, func(r *Run) error {
+			r.LastPage, r.DeltaLink = w.Seq, page.DeltaLink
+			return nil
+		}); err != nil {
+			return err
+		}
+		collect := w.next(WorkCollect)
+		collect.Seq = w.Seq
+		if err := e.send(ctx, collect, zeroTime); err != nil {
+			return err
+		}
+	}
+	return e.applyPage(ctx, run, settings, w, page.Users)
+}
+
+// restartFull turns the run into a full enumeration after Graph rejected a
+// delta or next link: a new epoch, whose pages start again at 0 and whose
+// collect waits for its own pages only. Never a dead end: the full run
+// sweeps at the end, which removes users deleted while we had no valid
+// token. Items of the old epoch are superseded from here on.
+func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, cause error) error {
+	tooMany := &Error{Code: ETOKENEXPIRED, Message: fmt.Sprintf("Graph rejected the sync position %d times in a row", maxRestarts+1),
+		Hint: "Start a full sync later with POST /api/sync {\"mode\":\"full\"}; if it keeps failing, check Graph service health."}
+	updated, err := e.advance(ctx, w, func(r *Run) error {
+		if r.Restarts >= maxRestarts {
+			return tooMany
+		}
+		r.Restarts++
+		r.Mode, r.FullFrom, r.Phase = ModeFull, r.Restarts, PhaseEnumerating
+		r.LastPage, r.DeltaLink, r.PagesDone = -1, "", 0
+		return nil
+	})
+	if err == tooMany {
+		e.failRun(ctx, run.ID, tooMany.Code, tooMany.Message, tooMany.Hint)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lb := e.newLog(updated, &w.Seq)
+	lb.add(LogEvent{Event: EvTokenExpired, Level: LevelWarn, Reason: ErrorMessage(cause),
+		Message: "The saved sync position is no longer valid (Graph keeps delta tokens for 7 days). A full sync starts now automatically; users deleted in the meantime are removed at its end."})
+	e.flushLog(ctx, updated, lb)
+	first := WorkItem{Kind: WorkPage, RunID: run.ID, Epoch: updated.Restarts}
+	return e.send(ctx, first, zeroTime)
+}
+
+// reschedule sends the item again for later instead of sleeping, so a long
+// Retry-After never burns the function's time limit.
+func (e *Engine) reschedule(ctx context.Context, run Run, w WorkItem, wait time.Duration, why string) error {
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	const maxAttempts = 200
+	if w.Attempt >= maxAttempts {
+		e.failRun(ctx, run.ID, ETHROTTLED, fmt.Sprintf("%s %d times in a row; giving up", why, maxAttempts),
+			"Graph throttled this app for a long time. Start the sync again later; if it persists, check other apps using the same app registration.")
+		return nil
+	}
+	w.Attempt++
+	lb := e.newLog(run, &w.Seq)
+	lb.add(LogEvent{Event: EvThrottled, Level: LevelWarn, Message: fmt.Sprintf("%s; retrying in %s", why, wait.Round(time.Second))})
+	e.flushLog(ctx, run, lb)
+	return e.send(ctx, w, e.now().Add(wait))
+}

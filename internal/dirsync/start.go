@@ -1,0 +1,252 @@
+package dirsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// StartRequest asks for a run.
+type StartRequest struct {
+	Trigger string
+	// Mode forces a full run when ModeFull; "" lets the engine decide.
+	Mode        string
+	RequestedBy string
+	// clearState deletes the delta token once the lock is taken (reset).
+	clearState bool
+}
+
+// StartRun starts a run: it takes the single-run lock, creates the run row
+// and its log, and enqueues the first work item. A lock whose run stalled
+// (no progress for LockStaleAfter) is taken over and that run is failed.
+//
+// Errors: ECONFLICT when another run holds the lock or took it at the same
+// moment (the message names it), and when sync is disabled (the hint says
+// how to enable it); EINVALID when the stored settings cannot be read;
+// store and queue errors as they come (ETHROTTLED, EUNAVAILABLE, ...), in
+// which case no run was started, or the one started was failed with the
+// reason.
+func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
+	settings, _, err := e.Settings(ctx)
+	if err != nil {
+		return Run{}, err
+	}
+	if !settings.Enabled {
+		return Run{}, errDisabled()
+	}
+	now := e.now()
+	id := newRunID(now)
+	replaced, err := e.takeLock(ctx, id, now)
+	if err != nil {
+		return Run{}, err
+	}
+	if replaced != "" {
+		e.failStalled(ctx, replaced)
+	}
+	// Sync may have been disabled between the first read and taking the
+	// lock; disabling cancels the lock holder it finds (PutSettings), so
+	// reading again after taking the lock closes the gap from this side.
+	if settings, _, err = e.Settings(ctx); err != nil || !settings.Enabled {
+		e.releaseLock(ctx, id)
+		if err == nil {
+			err = errDisabled()
+		}
+		return Run{}, err
+	}
+	if req.clearState {
+		if err := e.Store.Delete(ctx, TableState, statePartition, deltaRowKey, ""); err != nil {
+			e.releaseLock(ctx, id)
+			return Run{}, fmt.Errorf("reset: clear delta token: %w", err)
+		}
+	}
+	delta, err := e.deltaState(ctx)
+	if err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, err
+	}
+	mode := ModeDelta
+	if req.Mode == ModeFull || delta.Link == "" || delta.ShapeHash != settings.ShapeHash() {
+		mode = ModeFull
+	}
+	seq, err := e.nextRunSeq(ctx)
+	if err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, err
+	}
+	run := Run{
+		ID: id, Seq: seq, Trigger: req.Trigger, Mode: mode, Status: RunRunning, Phase: PhaseEnumerating,
+		RequestedBy: req.RequestedBy, StartedAt: now, Heartbeat: now, LastPage: -1,
+		LogName: logName(id, now), ShapeHash: settings.ShapeHash(),
+	}
+	ent, err := runToEntity(run)
+	if err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, err
+	}
+	settingsJSON, _ := json.Marshal(settings)
+	putChunked(ent.Props, "settings", string(settingsJSON))
+	if _, err := e.Store.Insert(ctx, TableRuns, ent); err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, fmt.Errorf("start run: create run: %w", err)
+	}
+	if err := e.Logs.CreateLog(ctx, run.LogName); err != nil {
+		e.failRun(ctx, id, ErrorCode(err), "The run log could not be created.", "Check that Blob Storage is reachable (GET /api/health).")
+		return Run{}, fmt.Errorf("start run: create log: %w", err)
+	}
+	lb := e.newLog(run, nil)
+	msg := fmt.Sprintf("%s sync started (trigger %s)", mode, req.Trigger)
+	switch {
+	case req.clearState:
+		msg += ": the sync state was reset, so every user is read and users no longer in Entra are removed at the end"
+	case mode == ModeFull && delta.Link == "":
+		msg += ": no delta token is saved, so every user is read and users no longer in Entra are removed at the end"
+	case mode == ModeFull && delta.ShapeHash != settings.ShapeHash():
+		msg += ": the attribute mapping or scope changed since the last sync"
+	}
+	if replaced != "" {
+		msg += fmt.Sprintf("; it replaced run %s, which had stopped making progress", replaced)
+	}
+	lb.add(LogEvent{Event: EvRunStarted, Message: msg})
+	e.flushLog(ctx, run, lb)
+
+	first := WorkItem{Kind: WorkPage, RunID: id}
+	if mode == ModeDelta {
+		first.Link = delta.Link
+	}
+	if err := e.send(ctx, first, zeroTime); err != nil {
+		e.failRun(ctx, id, ErrorCode(err), "The first work item could not be queued.", "Check the Service Bus connection (ServiceBusConnection).")
+		return Run{}, fmt.Errorf("start run: %w", err)
+	}
+	e.log().InfoContext(ctx, "run started", "run", id, "mode", mode, "trigger", req.Trigger)
+	return run, nil
+}
+
+func errDisabled() error {
+	return Errorf(ECONFLICT, "sync is disabled").WithHint("Enable sync in the settings (enabled: true), then start it again.")
+}
+
+func (e *Engine) nextRunSeq(ctx context.Context) (int64, error) {
+	ent, err := e.modify(ctx, TableState, statePartition, seqRowKey, func(ent *Entity, _ bool) error {
+		ent.Props = map[string]any{"next": ent.Int("next") + 1}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("next run number: %w", err)
+	}
+	return ent.Int("next"), nil
+}
+
+func (e *Engine) deltaState(ctx context.Context) (DeltaState, error) {
+	ent, err := e.Store.Get(ctx, TableState, statePartition, deltaRowKey)
+	if IsCode(err, ENOTFOUND) {
+		return DeltaState{}, nil
+	}
+	if err != nil {
+		return DeltaState{}, fmt.Errorf("read delta state: %w", err)
+	}
+	return deltaFromEntity(ent), nil
+}
+
+// DeltaState returns the saved delta position (the link itself is never
+// exposed: it is a credential-like token).
+func (e *Engine) DeltaState(ctx context.Context) (DeltaState, error) { return e.deltaState(ctx) }
+
+// ResetResult says what a reset did.
+type ResetResult struct {
+	// Run is the full sync the reset started; nil while sync is disabled.
+	Run *Run `json:"run"`
+	// Message says in plain words what happened and what comes next.
+	Message string `json:"message"`
+}
+
+// Reset clears the sync state (the delta token, not the directory) and
+// starts a full sync that sweeps users no longer in Entra. While sync is
+// disabled it clears the state and starts nothing: the full sync happens
+// once sync is enabled again, and the message says so.
+//
+// Errors: ECONFLICT while a run is going (cancel it first); store errors.
+func (e *Engine) Reset(ctx context.Context, who string) (ResetResult, error) {
+	settings, _, err := e.Settings(ctx)
+	if err != nil {
+		return ResetResult{}, err
+	}
+	if settings.Enabled {
+		run, err := e.StartRun(ctx, StartRequest{Trigger: TriggerReset, Mode: ModeFull, RequestedBy: who, clearState: true})
+		if err != nil {
+			if IsCode(err, ECONFLICT) {
+				if a, aerr := e.ActiveRun(ctx); aerr == nil && a != nil {
+					err = &Error{Code: ECONFLICT, Message: fmt.Sprintf("run %s is in progress", a.ID),
+						Hint: "Cancel it with POST /api/runs/" + a.ID + "/cancel, then reset again."}
+				}
+			}
+			return ResetResult{}, err
+		}
+		if err := e.settingsStore().audit(ctx, AuditEntry{Who: who, Action: "sync.reset"}); err != nil {
+			e.log().ErrorContext(ctx, "audit of a reset failed", "err", err)
+		}
+		return ResetResult{Run: &run, Message: "The sync state was cleared; a full sync started."}, nil
+	}
+	lock, err := e.readLock(ctx)
+	if err != nil {
+		return ResetResult{}, err
+	}
+	if lock.RunID != "" {
+		if free, err := e.lockFree(ctx, lock, e.now()); err != nil || !free {
+			if err == nil {
+				err = &Error{Code: ECONFLICT, Message: fmt.Sprintf("run %s is in progress", lock.RunID),
+					Hint: "Cancel it with POST /api/runs/" + lock.RunID + "/cancel, then reset again."}
+			}
+			return ResetResult{}, err
+		}
+	}
+	if err := e.settingsStore().audit(ctx, AuditEntry{Who: who, Action: "sync.reset"}); err != nil {
+		return ResetResult{}, err
+	}
+	if err := e.Store.Delete(ctx, TableState, statePartition, deltaRowKey, ""); err != nil {
+		return ResetResult{}, fmt.Errorf("reset: clear delta token: %w", err)
+	}
+	return ResetResult{Message: "The sync state was cleared. Sync is disabled, so nothing started: the next sync after you enable it is a full one."}, nil
+}
+
+// Tick is called by the timer. It ends a run that stalled, then starts a run
+// when the schedule has a due time that no tick has claimed yet; the claim
+// is an ETag-conditional write, so overlapping ticks and instances start at
+// most one run per due time. It returns the started run, or nil.
+func (e *Engine) Tick(ctx context.Context) (*Run, error) {
+	if err := e.recoverStalled(ctx); err != nil {
+		e.log().WarnContext(ctx, "could not check for a stalled run", "err", err)
+	}
+	s, _, err := e.Settings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !s.Enabled {
+		return nil, nil
+	}
+	due, ok := s.Schedule.Previous(e.now())
+	if !ok {
+		return nil, nil
+	}
+	claimed := false
+	_, err = e.modify(ctx, TableState, statePartition, scheduleRowKey, func(ent *Entity, _ bool) error {
+		claimed = false // a lost race calls again
+		if last := ent.Time("lastDue"); !last.Before(due) {
+			return errSkipWrite
+		}
+		ent.Props = map[string]any{"lastDue": due.UTC()}
+		claimed = true
+		return nil
+	})
+	if err != nil || !claimed {
+		return nil, err
+	}
+	run, err := e.StartRun(ctx, StartRequest{Trigger: TriggerSchedule, RequestedBy: "schedule"})
+	if IsCode(err, ECONFLICT) {
+		e.log().InfoContext(ctx, "scheduled sync skipped", "due", due, "reason", ErrorMessage(err))
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &run, nil
+}
