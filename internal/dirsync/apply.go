@@ -267,7 +267,9 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 		// An active user keeping its email already holds the claim: no
 		// storage call, so unchanged users cost nothing here. A user
 		// without an email claims nothing: no email, no duplicate.
-		if u.Email != "" && (!had || old.Status != StatusActive || old.Email != u.Email) {
+		// A full run verifies every claim: it is the reconciliation that
+		// repairs what a superseded run's late write left behind.
+		if u.Email != "" && (!had || old.Status != StatusActive || old.Email != u.Email || run.Mode == ModeFull) {
 			var err error
 			if owner, err = e.claimEmail(ctx, run, u.Email, u.ID); err != nil {
 				return nil, err
@@ -407,8 +409,8 @@ func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters
 		wr := byKey[op.Entity.RowKey]
 		uncount(c, wr.u.Action, wr.u)
 		skipped := User{ID: wr.u.ID, Status: StatusSkipped, Action: actSkipped, UPN: truncate(wr.u.UPN, 256),
-			Reason:    "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
-			RunSeq:    wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
+			Reason: "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
+			RunSeq: wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
 		serr := e.Store.Batch(ctx, TableUsers, []BatchOp{{Kind: op.Kind, Entity: userToEntity(skipped)}})
 		if serr != nil && !IsCode(serr, EINVALID) {
 			return serr

@@ -85,4 +85,3 @@ func (e *Engine) ListUsers(ctx context.Context, q UserQuery) ([]User, string, er
 	b, _ := json.Marshal(cur)
 	return out, base64.RawURLEncoding.EncodeToString(b), nil
 }
-

@@ -85,6 +85,15 @@ func (e *Engine) commitRun(ctx context.Context, run Run) error {
 		if run.DeltaLink != "" {
 			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: DeltaState{Link: run.DeltaLink, IssuedAt: e.now(), ShapeHash: run.ShapeHash, RunID: run.ID}.entity()})
 		}
+		// A full run rewrote every user: earlier unfinished runs' changes
+		// are covered. A delta run covers only its own.
+		if dirty, err := e.Store.Get(ctx, TableState, statePartition, dirtyRowKey); err == nil {
+			if d := dirty.Int("runSeq"); d == run.Seq || (run.Mode == ModeFull && run.FullFrom == 0 && d <= run.Seq) || (run.Mode == ModeFull && d == run.Seq) {
+				ops = append(ops, BatchOp{Kind: BatchDelete, Entity: Entity{PartitionKey: statePartition, RowKey: dirtyRowKey, ETag: dirty.ETag}})
+			}
+		} else if !IsCode(err, ENOTFOUND) {
+			return err
+		}
 		err = e.Store.Batch(ctx, TableState, ops)
 		if err == nil {
 			return nil

@@ -135,12 +135,28 @@ func (e *Engine) readLock(ctx context.Context) (lockState, error) {
 	return lockFromEntity(ent), nil
 }
 
-// recoverStalled ends the lock holder if it stalled, so that nothing waits
-// forever even when nobody starts a new run: the timer calls it.
+// recoverStalled ends the lock holder if it stalled, and any recent run
+// that is still marked running or blocked without holding the lock (a start
+// killed after writing its row, a takeover killed before failing the run it
+// replaced), so that nothing waits forever even when nobody starts a new
+// run: the timer calls it.
 func (e *Engine) recoverStalled(ctx context.Context) error {
 	lock, err := e.readLock(ctx)
-	if err != nil || lock.RunID == "" {
+	if err != nil {
 		return err
+	}
+	runs, _, err := e.ListRuns(ctx, "", 10, "")
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if !r.Finished() && r.ID != lock.RunID {
+			e.failRun(ctx, r.ID, EUNAVAILABLE, "The run no longer held the sync lock (it was replaced, or its start was interrupted) and was ended.",
+				"Nothing to do: the next sync picks up from the last successful one.")
+		}
+	}
+	if lock.RunID == "" {
+		return nil
 	}
 	free, err := e.lockFree(ctx, lock, e.now())
 	if err != nil || !free {
@@ -155,4 +171,3 @@ func (e *Engine) recoverStalled(ctx context.Context) error {
 	}
 	return nil
 }
-

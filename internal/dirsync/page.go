@@ -51,7 +51,27 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 			return err
 		}
 	}
+	if err := e.markDirty(ctx, run); err != nil {
+		return err
+	}
 	return e.applyPage(ctx, run, settings, w, page.Users)
+}
+
+// markDirty records, before a run's first write, that it applies changes.
+// If the run then does not succeed, its delta token is discarded while its
+// changes stay, and a later delta round from the older token may not
+// repeat them (Graph sends "at least" what changed: a value changed and
+// changed back may be left out). The next run is then a full one
+// (StartRun), which rewrites every user.
+func (e *Engine) markDirty(ctx context.Context, run Run) error {
+	_, err := e.modify(ctx, TableState, statePartition, dirtyRowKey, func(ent *Entity, exists bool) error {
+		if exists {
+			return errSkipWrite
+		}
+		ent.Props = map[string]any{"runSeq": run.Seq, "runId": run.ID}
+		return nil
+	})
+	return err
 }
 
 // restartFull turns the run into a full enumeration after Graph rejected a

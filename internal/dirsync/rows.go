@@ -38,6 +38,9 @@ const (
 	seqRowKey      = "seq"
 	statsRowKey    = "stats"
 	scheduleRowKey = "schedule"
+	// dirtyRowKey names the earliest run that applied changes and has not
+	// been followed by a full run that succeeded (start.go, finish.go).
+	dirtyRowKey = "dirty"
 )
 
 // maxWriteAttempts bounds every optimistic-concurrency loop.

@@ -64,8 +64,14 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		e.releaseLock(ctx, id)
 		return Run{}, err
 	}
+	dirty, err := e.Store.Get(ctx, TableState, statePartition, dirtyRowKey)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		e.releaseLock(ctx, id)
+		return Run{}, fmt.Errorf("start run: %w", err)
+	}
+	unfinished := err == nil
 	mode := ModeDelta
-	if req.Mode == ModeFull || delta.Link == "" || delta.ShapeHash != settings.ShapeHash() {
+	if req.Mode == ModeFull || delta.Link == "" || delta.ShapeHash != settings.ShapeHash() || unfinished {
 		mode = ModeFull
 	}
 	seq, err := e.nextRunSeq(ctx)
@@ -89,6 +95,17 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		e.releaseLock(ctx, id)
 		return Run{}, fmt.Errorf("start run: create run: %w", err)
 	}
+	// A start paused between taking the lock and writing its row can have
+	// been replaced as stalled meanwhile (its row did not exist to be
+	// failed then). Checking the lock after writing the row closes that:
+	// a takeover after this check finds the row and fails it.
+	if lock, err := e.readLock(ctx); err != nil || lock.RunID != id {
+		e.failRun(ctx, id, ECONFLICT, "Another start replaced this run before it began.", "Look at GET /api/status for the run in progress.")
+		if err == nil {
+			err = &Error{Code: ECONFLICT, Message: "run " + lock.RunID + " took over while this run was starting", Hint: "Look at GET /api/status."}
+		}
+		return Run{}, err
+	}
 	if err := e.Logs.CreateLog(ctx, run.LogName); err != nil {
 		e.failRun(ctx, id, ErrorCode(err), "The run log could not be created.", "Check that Blob Storage is reachable (GET /api/health).")
 		return Run{}, fmt.Errorf("start run: create log: %w", err)
@@ -102,6 +119,8 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		msg += ": no delta token is saved, so every user is read and users no longer in Entra are removed at the end"
 	case mode == ModeFull && delta.ShapeHash != settings.ShapeHash():
 		msg += ": the attribute mapping or scope changed since the last sync"
+	case mode == ModeFull && unfinished && req.Mode != ModeFull:
+		msg += fmt.Sprintf(": run %s applied changes but did not finish, so every user is read again", dirty.Str("runId"))
 	}
 	if replaced != "" {
 		msg += fmt.Sprintf("; it replaced run %s, which had stopped making progress", replaced)

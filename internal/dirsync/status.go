@@ -26,8 +26,8 @@ const (
 // Action is something an admin must do, in plain words.
 type Action struct {
 	Code    ActionCode `json:"code"`
-	Message string `json:"message"`
-	Hint    string `json:"hint,omitempty"`
+	Message string     `json:"message"`
+	Hint    string     `json:"hint,omitempty"`
 }
 
 // Status is the state of the sync at a glance.
@@ -120,4 +120,3 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	}
 	return st, nil
 }
-

@@ -158,6 +158,21 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		log.InfoContext(ctx, "superseded work item dropped", "status", run.Status, "runEpoch", run.Restarts)
 		return nil
 	}
+	if !resumeFinish {
+		// The lock is the fence between runs: a run that lost it (replaced
+		// as stalled while its items were delayed) ends here instead of
+		// applying pages beside its successor.
+		lock, err := e.readLock(ctx)
+		if err != nil {
+			return err
+		}
+		if lock.RunID != run.ID {
+			log.WarnContext(ctx, "work item of a run that lost its lock; the run is ended", "holder", lock.RunID)
+			e.failRun(ctx, run.ID, EUNAVAILABLE, "The run lost its lock (it was replaced after making no progress) and was ended.",
+				"Look at the run that replaced it in GET /api/runs.")
+			return nil
+		}
+	}
 	err = steps[w.Kind](e, ctx, run, settings, w)
 	switch {
 	case err == nil:

@@ -12,73 +12,66 @@ import (
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
-// Source is an in-memory Graph: a tenant with a change log, serving users
-// delta pages with links like Graph's (opaque strings to the engine).
+// Source is an in-memory Graph: a tenant with a change history, serving
+// users delta pages with links like Graph's (opaque strings to the engine).
+// A round (a full enumeration, or the changes since a delta link) is fixed
+// when it starts, as Graph's is: users changed during the round appear with
+// their current state, and again in the next round.
 type Source struct {
-	mu       sync.Mutex
-	users    map[string]map[string]string // present users
-	removed  map[string]string            // id -> removal reason
-	version  map[string]int               // id -> version of last change
-	ver      int
-	gen      int // Expire increments it; links of older generations are expired
+	mu      sync.Mutex
+	users   map[string]map[string]string // present users
+	removed map[string]string            // id -> removal reason
+	version map[string]int               // id -> version of last change
+	history map[string][]snapshot        // id -> states by version
+	rounds  map[int][]string             // round -> ids, fixed at its start
+	ver     int
+	gen     int // Expire increments it; links of older generations are expired
+	// PageSize is the number of users per page (default 100).
 	PageSize int
 	// Partial makes later delta rounds send only the attributes that changed
-	// in a user's last Put, and list removed ones as cleared (null), as Graph
-	// may.
+	// since the round's delta link was issued, and removed ones as cleared
+	// (null), as Graph may.
 	Partial bool
-	changed map[string]map[string]string // id -> attributes changed by the last Put
-	cleared map[string][]string
 	// Errs are returned, in order, by the next UsersDelta calls.
 	Errs  []error
 	Calls int
 }
 
+type snapshot struct {
+	ver   int
+	attrs map[string]string // nil: removed
+}
+
 var _ dirsync.Source = (*Source)(nil)
 
 func NewSource() *Source {
-	return &Source{users: map[string]map[string]string{}, removed: map[string]string{}, version: map[string]int{}, PageSize: 3}
+	return &Source{users: map[string]map[string]string{}, removed: map[string]string{}, version: map[string]int{},
+		history: map[string][]snapshot{}, rounds: map[int][]string{}, PageSize: 3}
 }
 
-// Put adds or changes a user.
+// Put adds, changes or restores a user.
 func (s *Source) Put(id string, attrs map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ver++
-	if s.changed == nil {
-		s.changed, s.cleared = map[string]map[string]string{}, map[string][]string{}
-	}
-	prev, existed := s.users[id]
-	diff, gone := map[string]string{}, []string(nil)
-	for k, v := range attrs {
-		if prev[k] != v || !existed {
-			diff[k] = v
-		}
-	}
-	for k := range prev {
-		if _, ok := attrs[k]; !ok {
-			gone = append(gone, k)
-		}
-	}
-	sort.Strings(gone)
-	if existed {
-		s.changed[id], s.cleared[id] = diff, gone
-	} else {
-		delete(s.changed, id)
-		delete(s.cleared, id)
-	}
 	s.users[id] = maps.Clone(attrs)
 	delete(s.removed, id)
 	s.version[id] = s.ver
+	s.history[id] = append(s.history[id], snapshot{ver: s.ver, attrs: maps.Clone(attrs)})
 }
 
 // Remove deletes a user (reason dirsync.RemovedChanged or RemovedDeleted).
 func (s *Source) Remove(id, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.users[id]; !ok {
+		return
+	}
 	s.ver++
 	delete(s.users, id)
 	s.removed[id] = reason
 	s.version[id] = s.ver
+	s.history[id] = append(s.history[id], snapshot{ver: s.ver})
 }
 
 // Expire makes every link issued so far invalid.
@@ -95,8 +88,20 @@ func (s *Source) Users() map[string]map[string]string {
 	return out
 }
 
-// Links: "full|<ver>|<offset>" (enumeration), "delta|<ver>" (delta link),
-// "changes|<since>|<ver>|<offset>", each followed by "|<generation>".
+// stateAt returns a user's attributes at version v (nil: absent).
+func (s *Source) stateAt(id string, v int) map[string]string {
+	var cur map[string]string
+	for _, h := range s.history[id] {
+		if h.ver > v {
+			break
+		}
+		cur = h.attrs
+	}
+	return cur
+}
+
+// Links: "round|<round>|<since>|<at>|<offset>|<generation>" within a round
+// (since -1 for a full enumeration) and "delta|<at>|<generation>" at its end.
 func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirsync.UserPage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,64 +118,64 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 		if g, _ := strconv.Atoi(parts[len(parts)-1]); g < s.gen {
 			return dirsync.UserPage{}, &dirsync.Error{Code: dirsync.ETOKENEXPIRED, Message: "the delta token has expired"}
 		}
-		parts = parts[:len(parts)-1]
 	}
 	atoi := func(i int) int { n, _ := strconv.Atoi(parts[i]); return n }
-	var ids []string
-	var offset, at int
-	var kind string
+	var round, since, at, offset int
 	switch {
-	case req.Link == "":
-		kind, at = "full", s.ver
-		for id := range s.users {
-			ids = append(ids, id)
+	case req.Link == "" || parts[0] == "delta":
+		since, at = -1, s.ver
+		if req.Link != "" {
+			since = atoi(1)
 		}
-	case parts[0] == "full":
-		kind, at, offset = "full", atoi(1), atoi(2)
-		for id := range s.users {
-			ids = append(ids, id)
-		}
-	case parts[0] == "delta" || parts[0] == "changes":
-		since := atoi(1)
-		kind, at = "changes", s.ver
-		if parts[0] == "changes" {
-			at, offset = atoi(2), atoi(3)
-		}
+		var ids []string
 		for id, v := range s.version {
-			if v > since && v <= at {
+			_, present := s.users[id]
+			if (since < 0 && present) || (since >= 0 && v > since) {
 				ids = append(ids, id)
 			}
 		}
-		if parts[0] == "delta" {
-			parts = []string{"changes", parts[1]}
-		}
+		sort.Strings(ids)
+		round = len(s.rounds) + 1
+		s.rounds[round] = ids
+	case parts[0] == "round" && len(parts) == 6:
+		round, since, at, offset = atoi(1), atoi(2), atoi(3), atoi(4)
 	default:
 		return dirsync.UserPage{}, dirsync.Errorf(dirsync.EINVALID, "bad link %q", req.Link)
 	}
-	sort.Strings(ids)
+	ids := s.rounds[round]
 	size := s.PageSize
 	if size <= 0 {
 		size = 100
 	}
+	offset = min(offset, len(ids))
 	end := min(offset+size, len(ids))
 	var page dirsync.UserPage
 	for _, id := range ids[offset:end] {
-		if a, ok := s.users[id]; ok {
+		a, present := s.users[id]
+		switch {
+		case present:
 			su := dirsync.SourceUser{ID: id, Attributes: maps.Clone(a)}
-			if diff, partial := s.changed[id]; partial && s.Partial && kind == "changes" {
-				su.Attributes, su.Cleared = maps.Clone(diff), s.cleared[id]
+			if before := s.stateAt(id, since); s.Partial && since >= 0 && before != nil {
+				su.Attributes = map[string]string{}
+				for k, v := range a {
+					if before[k] != v {
+						su.Attributes[k] = v
+					}
+				}
+				for k := range before {
+					if _, ok := a[k]; !ok {
+						su.Cleared = append(su.Cleared, k)
+					}
+				}
+				sort.Strings(su.Cleared)
 			}
 			page.Users = append(page.Users, su)
-		} else if kind == "changes" {
+		case since >= 0:
 			page.Users = append(page.Users, dirsync.SourceUser{ID: id, Removed: s.removed[id]})
 		}
 	}
 	if end < len(ids) {
-		if kind == "full" {
-			page.NextLink = fmt.Sprintf("full|%d|%d|%d", at, end, s.gen)
-		} else {
-			page.NextLink = fmt.Sprintf("changes|%s|%d|%d|%d", parts[1], at, end, s.gen)
-		}
+		page.NextLink = fmt.Sprintf("round|%d|%d|%d|%d|%d", round, since, at, end, s.gen)
 	} else {
 		page.DeltaLink = fmt.Sprintf("delta|%d|%d", at, s.gen)
 	}

@@ -1,0 +1,851 @@
+package dirsynctest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+)
+
+// This file is the deterministic simulator of the engine, after
+// FoundationDB's simulation testing and TigerBeetle's VOPR: one seed drives
+// everything (which worker runs next, in what order messages arrive, when
+// a worker dies, when the clock jumps, what admins and the tenant do), so
+// a failing seed reproduces exactly.
+//
+// The real Engine runs on the in-memory Store, Logs and Source behind thin
+// wrappers that make every port call a scheduling point: each worker (a
+// queue delivery or an admin request) is a goroutine that runs only when
+// the scheduler hands it the turn, one at a time, so interleavings are
+// chosen by the seed, not by the Go runtime. A worker can be killed before
+// any of its calls; from then on every call it makes fails, as if the
+// process were gone, and its message is redelivered when its lock expires.
+
+// SimConfig bounds one scenario.
+type SimConfig struct {
+	Seed int64
+	// Steps is the number of scheduling decisions before the scenario
+	// quiesces (default 1200).
+	Steps int
+	// Users is the tenant's initial size (default: 4 to 24, by seed).
+	Users int
+}
+
+// SimReport says what a scenario did and found.
+type SimReport struct {
+	Seed       int64
+	Steps      int
+	Runs       int
+	Deliveries int
+	Faults     map[string]int
+	Checks     map[string]int
+	Violations []string
+}
+
+func (r SimReport) String() string {
+	return fmt.Sprintf("seed %d: %d steps, %d runs, %d deliveries, faults %v, checks %v", r.Seed, r.Steps, r.Runs, r.Deliveries, r.Faults, r.Checks)
+}
+
+// errKilled is what every port call of a killed worker returns.
+var errKilled = errors.New("simulated worker killed")
+
+const (
+	simLockDuration = 5 * time.Minute // a message's lock (host.json maxAutoLockRenewalDuration)
+	simMaxDelivery  = 10
+	simWorkers      = 4 // maxConcurrentCalls
+)
+
+type simMsg struct {
+	msg     dirsync.Message
+	count   int
+	busy    bool
+	dead    bool
+	arrival int
+}
+
+type worker struct {
+	name    string
+	runID   string
+	msg     *simMsg
+	resume  chan struct{}
+	parked  chan bool // true: finished
+	calls   int
+	killAt  int // kill before this call (0: never)
+	failAt  int // this call returns a transient error
+	killed  bool
+	err     error
+	started bool
+}
+
+type workerKey struct{}
+
+func workerOf(ctx context.Context) *worker { w, _ := ctx.Value(workerKey{}).(*worker); return w }
+
+// point is a scheduling point before a port call. It reports the error the
+// call must return instead of running (killed, or an injected fault).
+func (w *worker) point() error {
+	if w == nil {
+		return nil
+	}
+	w.calls++
+	if w.killAt > 0 && w.calls >= w.killAt {
+		w.killed = true
+	}
+	if w.killed {
+		return errKilled
+	}
+	w.parked <- false
+	<-w.resume
+	if w.failAt == w.calls {
+		return &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "simulated transient storage failure"}
+	}
+	return nil
+}
+
+// Sim is one scenario's world.
+type Sim struct {
+	cfg     SimConfig
+	rng     *rand.Rand
+	Clock   *Clock
+	store   *Store
+	logs    *Logs
+	Source  *Source
+	Engine  *dirsync.Engine
+	queue   []*simMsg
+	seenIDs map[string]time.Time
+	workers []*worker
+	arrival int
+	nextN   int
+	report  SimReport
+	// presentSince is when each present user last appeared in the tenant.
+	presentSince map[string]time.Time
+	quiet        bool
+}
+
+// NewSim builds the world of one seed.
+func NewSim(cfg SimConfig) *Sim {
+	if cfg.Steps == 0 {
+		cfg.Steps = 1200
+	}
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	if cfg.Users == 0 {
+		cfg.Users = 4 + rng.Intn(21)
+	}
+	s := &Sim{cfg: cfg, rng: rng, Clock: NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)),
+		store: NewStore(), logs: NewLogs(), Source: NewSource(), seenIDs: map[string]time.Time{},
+		presentSince: map[string]time.Time{},
+		report:       SimReport{Seed: cfg.Seed, Faults: map[string]int{}, Checks: map[string]int{}}}
+	s.Source.PageSize = 2 + rng.Intn(4)
+	s.Source.Partial = rng.Intn(2) == 0
+	s.Engine = &dirsync.Engine{Store: &simStore{s.store, s}, Logs: &simLogs{s.logs}, Queue: &simQueue{s}, Source: &simSource{s.Source, s},
+		Now: s.Clock.Now, Concurrency: 1, MaxDeliveries: simMaxDelivery}
+	for i := 0; i < cfg.Users; i++ {
+		s.addUser()
+	}
+	ctx := context.Background()
+	st, etag, _ := s.Engine.Settings(ctx)
+	st.DeletionThreshold = dirsync.DeletionThreshold{Enabled: rng.Intn(2) == 0, MaxCount: 1 + rng.Intn(5)}
+	st.PageSize = s.Source.PageSize
+	if _, err := s.Engine.PutSettings(ctx, st, etag, "sim"); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func (s *Sim) violate(format string, args ...any) {
+	v := fmt.Sprintf("t=%s: ", s.Clock.Now().Format("15:04:05")) + fmt.Sprintf(format, args...)
+	s.report.Violations = append(s.report.Violations, v)
+}
+
+// ---- the tenant ----
+
+func (s *Sim) person(n int) map[string]string {
+	p := Person(n)
+	p["mobilePhone"] = fmt.Sprintf("+47 SECRET-%d", n) // sensitive: must never reach a log
+	if s.rng.Intn(6) == 0 {
+		p["mail"] = fmt.Sprintf("user%d@contoso.example", 1+s.rng.Intn(max(s.nextN, 1))) // a likely duplicate
+	}
+	if s.rng.Intn(10) == 0 {
+		delete(p, "mail") // email from userPrincipalName
+	}
+	return p
+}
+
+func (s *Sim) addUser() {
+	s.nextN++
+	id := UserID(s.nextN)
+	s.Source.Put(id, s.person(s.nextN))
+	s.presentSince[id] = s.Clock.Now()
+}
+
+func (s *Sim) tenantIDs() []string {
+	var ids []string
+	for id := range s.Source.Users() {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (s *Sim) mutateTenant() {
+	ids := s.tenantIDs()
+	pick := func() string { return ids[s.rng.Intn(len(ids))] }
+	switch k := s.rng.Intn(7); {
+	case k == 0 || len(ids) < 2:
+		s.addUser()
+		s.report.Faults["tenant_add"]++
+	case k == 1:
+		id := pick()
+		a := s.Source.Users()[id]
+		a["jobTitle"] = fmt.Sprintf("Title %d", s.rng.Intn(1000))
+		if s.rng.Intn(3) == 0 {
+			delete(a, "department")
+		}
+		s.Source.Put(id, a)
+		s.report.Faults["tenant_change"]++
+	case k == 2:
+		id := pick()
+		reason := dirsync.RemovedChanged
+		if s.rng.Intn(2) == 0 {
+			reason = dirsync.RemovedDeleted
+		}
+		s.Source.Remove(id, reason)
+		delete(s.presentSince, id)
+		s.report.Faults["tenant_delete"]++
+	case k == 3:
+		// restore a soft-deleted user
+		var gone []string
+		for id, why := range s.Source.removed {
+			if why == dirsync.RemovedChanged {
+				gone = append(gone, id)
+			}
+		}
+		sort.Strings(gone)
+		if len(gone) > 0 {
+			id := gone[s.rng.Intn(len(gone))]
+			n := 0
+			fmt.Sscanf(id[len(id)-12:], "%d", &n)
+			s.Source.Put(id, s.person(n))
+			s.presentSince[id] = s.Clock.Now()
+			s.report.Faults["tenant_restore"]++
+		}
+	case k == 4:
+		// two users swap emails
+		a, b := pick(), pick()
+		users := s.Source.Users()
+		ua, ub := users[a], users[b]
+		ua["mail"], ub["mail"] = ub["mail"], ua["mail"]
+		s.Source.Put(a, ua)
+		s.Source.Put(b, ub)
+		s.report.Faults["tenant_email_swap"]++
+	case k == 5:
+		// a chain move: A takes B's email, B a new one
+		a, b := pick(), pick()
+		users := s.Source.Users()
+		ua, ub := users[a], users[b]
+		ua["mail"], ub["mail"] = ub["mail"], fmt.Sprintf("moved%d@contoso.example", s.rng.Intn(1e6))
+		s.Source.Put(a, ua)
+		s.Source.Put(b, ub)
+		s.report.Faults["tenant_email_move"]++
+	default:
+		s.addUser()
+		s.report.Faults["tenant_add"]++
+	}
+}
+
+// ---- workers ----
+
+func (s *Sim) spawn(name string, m *simMsg, runID string, f func(ctx context.Context) error) {
+	w := &worker{name: name, msg: m, runID: runID, resume: make(chan struct{}), parked: make(chan bool)}
+	if !s.quiet {
+		switch s.rng.Intn(12) {
+		case 0:
+			w.killAt = 1 + s.rng.Intn(30)
+			s.report.Faults["worker_killed"]++
+		case 1:
+			w.failAt = 1 + s.rng.Intn(30)
+			s.report.Faults["storage_transient"]++
+		}
+	}
+	ctx := context.WithValue(context.Background(), workerKey{}, w)
+	go func() {
+		<-w.resume
+		w.err = f(ctx)
+		w.parked <- true
+	}()
+	s.workers = append(s.workers, w)
+}
+
+// resume runs worker i until its next scheduling point; it reports whether
+// the worker finished.
+func (s *Sim) resume(i int) {
+	w := s.workers[i]
+	w.started = true
+	w.resume <- struct{}{}
+	if done := <-w.parked; !done {
+		return
+	}
+	s.workers = append(s.workers[:i], s.workers[i+1:]...)
+	if m := w.msg; m != nil {
+		m.busy = false
+		switch {
+		case w.killed:
+			m.count++
+			m.msg.NotBefore = s.Clock.Now().Add(simLockDuration)
+		case w.err != nil:
+			m.count++
+			m.msg.NotBefore = s.Clock.Now()
+		default:
+			if !s.quiet && s.rng.Intn(15) == 0 {
+				// The completion was lost: Service Bus delivers it again.
+				m.count++
+				m.msg.NotBefore = s.Clock.Now().Add(simLockDuration)
+				s.report.Faults["redelivered_after_success"]++
+				return
+			}
+			s.removeMsg(m)
+			return
+		}
+		if m.count >= simMaxDelivery {
+			m.dead = true
+			s.removeMsg(m)
+			s.report.Faults["dead_lettered"]++
+		}
+	}
+}
+
+func (s *Sim) removeMsg(m *simMsg) {
+	for i, q := range s.queue {
+		if q == m {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Sim) deliverable() []*simMsg {
+	var out []*simMsg
+	now := s.Clock.Now()
+	for _, m := range s.queue {
+		if !m.busy && !m.msg.NotBefore.After(now) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Sim) deliver(m *simMsg) {
+	m.busy = true
+	s.report.Deliveries++
+	d := dirsync.Delivery{MessageID: m.msg.ID, Count: m.count + 1}
+	body := m.msg.Body
+	w, _ := dirsync.DecodeWorkItem(body)
+	s.spawn("deliver "+m.msg.ID, m, w.RunID, func(ctx context.Context) error { return s.Engine.HandleWork(ctx, body, d) })
+}
+
+// admin starts one admin request as a worker.
+func (s *Sim) admin() {
+	ctx0 := context.Background()
+	active, _ := s.Engine.ActiveRun(ctx0)
+	switch k := s.rng.Intn(10); {
+	case k < 3:
+		s.report.Faults["sync_now"]++
+		mode := ""
+		if s.rng.Intn(4) == 0 {
+			mode = dirsync.ModeFull
+		}
+		s.spawn("sync now", nil, "", func(ctx context.Context) error {
+			_, err := s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: mode, RequestedBy: "sim"})
+			return err
+		})
+	case k == 3:
+		s.report.Faults["tick"]++
+		s.spawn("tick", nil, "", func(ctx context.Context) error { _, err := s.Engine.Tick(ctx); return err })
+	case k == 4 && active != nil && s.rng.Intn(3) == 0:
+		s.report.Faults["cancel"]++
+		id := active.ID
+		s.spawn("cancel", nil, id, func(ctx context.Context) error { _, err := s.Engine.CancelRun(ctx, id, "sim"); return err })
+	case k == 5 && active != nil && active.Status == dirsync.RunBlocked:
+		id := active.ID
+		if s.rng.Intn(2) == 0 {
+			s.report.Faults["approve"]++
+			s.spawn("approve", nil, id, func(ctx context.Context) error { _, err := s.Engine.ApproveDeletions(ctx, id, "sim"); return err })
+		} else {
+			s.report.Faults["reject"]++
+			s.spawn("reject", nil, id, func(ctx context.Context) error { _, err := s.Engine.RejectDeletions(ctx, id, "sim"); return err })
+		}
+	case k == 6 && s.rng.Intn(3) == 0:
+		s.report.Faults["settings_toggle"]++
+		s.spawn("toggle enabled", nil, "", func(ctx context.Context) error {
+			st, etag, err := s.Engine.Settings(ctx)
+			if err != nil {
+				return err
+			}
+			st.Enabled = !st.Enabled || s.rng.Intn(2) == 0
+			_, err = s.Engine.PutSettings(ctx, st, etag, "sim")
+			return err
+		})
+	case k == 7 && s.rng.Intn(3) == 0:
+		s.report.Faults["reset"]++
+		s.spawn("reset", nil, "", func(ctx context.Context) error { _, err := s.Engine.Reset(ctx, "sim"); return err })
+	default:
+		s.report.Faults["sync_now"]++
+		s.spawn("sync now", nil, "", func(ctx context.Context) error {
+			_, err := s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "sim"})
+			return err
+		})
+	}
+}
+
+func (s *Sim) graphFault() {
+	switch s.rng.Intn(4) {
+	case 0:
+		s.Source.Expire()
+		s.report.Faults["token_expired"]++
+	case 1:
+		s.Source.Errs = append(s.Source.Errs, &dirsync.Error{Code: dirsync.ETHROTTLED, Message: "simulated 429", RetryAfter: time.Duration(1+s.rng.Intn(120)) * time.Second})
+		s.report.Faults["graph_throttled"]++
+	case 2:
+		s.Source.Errs = append(s.Source.Errs, &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "simulated 503"})
+		s.report.Faults["graph_unavailable"]++
+	case 3:
+		s.Source.Errs = append(s.Source.Errs, &dirsync.Error{Code: dirsync.ETOKENEXPIRED, Message: "simulated resyncRequired"})
+		s.report.Faults["token_expired"]++
+	}
+}
+
+// step makes one scheduling decision.
+func (s *Sim) step() {
+	r := s.rng.Intn(100)
+	ready := s.deliverable()
+	if len(s.workers) == 0 && len(ready) == 0 && len(s.queue) > 0 && r < 85 {
+		// Idle: time passes until the next scheduled message.
+		next := s.queue[0].msg.NotBefore
+		for _, m := range s.queue {
+			if m.msg.NotBefore.Before(next) {
+				next = m.msg.NotBefore
+			}
+		}
+		s.Clock.Set(next)
+		return
+	}
+	switch {
+	case r < 80:
+		// Work: resume a worker, or hand a worker a message.
+		if len(ready) > 0 && s.busyWorkers() < simWorkers && (len(s.workers) == 0 || s.rng.Intn(3) == 0) {
+			s.deliver(ready[s.rng.Intn(len(ready))])
+		} else if len(s.workers) > 0 {
+			s.resume(s.rng.Intn(len(s.workers)))
+		}
+	case !s.quiet && r < 83:
+		s.admin()
+	case !s.quiet && r < 89:
+		s.mutateTenant()
+	case !s.quiet && r < 92:
+		s.graphFault()
+	default:
+		// a clock jump: sometimes past the lock's staleness
+		d := time.Duration(1+s.rng.Intn(90)) * time.Second
+		if s.rng.Intn(30) == 0 {
+			d = time.Duration(10+s.rng.Intn(40)) * time.Minute
+			s.report.Faults["clock_jump_long"]++
+		}
+		s.Clock.Advance(d)
+	}
+}
+
+func (s *Sim) busyWorkers() int {
+	n := 0
+	for _, w := range s.workers {
+		if w.msg != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// drain runs every worker and message to the end, jumping the clock to the
+// next scheduled message when nothing is ready.
+func (s *Sim) drain(limit int) {
+	for i := 0; i < limit; i++ {
+		if len(s.workers) > 0 {
+			s.resume(s.rng.Intn(len(s.workers)))
+			continue
+		}
+		ready := s.deliverable()
+		if len(ready) > 0 {
+			s.deliver(ready[s.rng.Intn(len(ready))])
+			continue
+		}
+		if len(s.queue) == 0 {
+			return
+		}
+		next := s.queue[0].msg.NotBefore
+		for _, m := range s.queue {
+			if m.msg.NotBefore.Before(next) {
+				next = m.msg.NotBefore
+			}
+		}
+		s.Clock.Set(next)
+	}
+	s.violate("the queue did not drain within %d steps (%d messages left): something waits forever", limit, len(s.queue))
+}
+
+// runAdmin runs one admin request to its end (no faults).
+func (s *Sim) runAdmin(f func(ctx context.Context) error) error {
+	var err error
+	s.spawn("final", nil, "", func(ctx context.Context) error { err = f(ctx); return err })
+	for len(s.workers) > 0 {
+		s.resume(len(s.workers) - 1)
+	}
+	return err
+}
+
+// Run plays the scenario and checks the invariants. It never panics on a
+// violation: the report lists them.
+func (s *Sim) Run() SimReport {
+	for i := 0; i < s.cfg.Steps; i++ {
+		s.step()
+		s.report.Steps++
+	}
+	// Quiesce: no more faults; everything in flight runs to its end.
+	s.quiet = true
+	s.Source.Errs = nil
+	s.drain(20000)
+	ctx := context.Background()
+	// A run that stalled is ended by the timer, after the lock went stale.
+	s.Clock.Advance(31 * time.Minute)
+	s.runAdmin(func(ctx context.Context) error { _, err := s.Engine.Tick(ctx); return err })
+	s.drain(20000)
+	s.checkRunsSettled(ctx, "after quiescing")
+
+	// A final sync on a quiet tenant must converge to the ground truth.
+	s.runAdmin(func(ctx context.Context) error {
+		st, etag, err := s.Engine.Settings(ctx)
+		if err != nil {
+			return err
+		}
+		st.Enabled = true
+		_, err = s.Engine.PutSettings(ctx, st, etag, "sim")
+		return err
+	})
+	// A run that was blocked before quiescing read a tenant that was still
+	// changing: decide it, then start fresh runs until one succeeds.
+	var final dirsync.Run
+	for attempt := 0; attempt < 4; attempt++ {
+		if a, _ := s.Engine.ActiveRun(ctx); a != nil && a.Status == dirsync.RunBlocked {
+			id := a.ID
+			s.runAdmin(func(ctx context.Context) error { _, err := s.Engine.ApproveDeletions(ctx, id, "sim"); return err })
+			s.drain(20000)
+			continue
+		}
+		var run dirsync.Run
+		err := s.runAdmin(func(ctx context.Context) error {
+			var err error
+			run, err = s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "sim"})
+			return err
+		})
+		if err != nil {
+			s.violate("the final sync could not start: %v", err)
+			break
+		}
+		s.drain(20000)
+		final, _ = s.Engine.GetRun(ctx, run.ID)
+		if final.Status == dirsync.RunSucceeded {
+			break
+		}
+	}
+	if final.Status != dirsync.RunSucceeded {
+		s.violate("the final sync on a quiet tenant ended %s: %s", final.Status, final.Error)
+	} else {
+		s.checkDirectory(ctx, final)
+	}
+	s.checkRunsSettled(ctx, "at the end")
+	s.checkLogs()
+	return s.report
+}
+
+// ---- invariants ----
+
+func (s *Sim) runRow(id string) (dirsync.Run, bool) {
+	r, err := (&dirsync.Engine{Store: s.store, Logs: s.logs}).GetRun(context.Background(), id)
+	return r, err == nil
+}
+
+// checkRunsSettled: every run is terminal, or blocked holding the lock with
+// the status page naming it; nothing waits forever.
+func (s *Sim) checkRunsSettled(ctx context.Context, when string) {
+	s.report.Checks["runs_settled"]++
+	plain := &dirsync.Engine{Store: s.store, Logs: s.logs, Now: s.Clock.Now}
+	runs, _, _ := plain.ListRuns(ctx, "", 100, "")
+	s.report.Runs = len(runs)
+	lock, _ := plain.ActiveRun(ctx)
+	st, _ := plain.Status(ctx)
+	for _, r := range runs {
+		if when == "at the end" {
+			s.report.Checks["run_"+string(r.Status)]++
+		}
+		switch {
+		case r.Finished():
+		case r.Status == dirsync.RunBlocked && lock != nil && lock.ID == r.ID:
+			named := false
+			for _, a := range st.Actions {
+				named = named || a.Code == dirsync.ActionDeletionsBlocked
+			}
+			if !named {
+				s.violate("%s: run %s is blocked but the status page names no action", when, r.ID)
+			}
+		default:
+			s.violate("%s: run %s is %s/%s and nothing will move it (lock: %v)", when, r.ID, r.Status, r.Phase, lock != nil && lock.ID == r.ID)
+		}
+	}
+}
+
+// checkDirectory: after a succeeded run on a quiet tenant, the directory
+// equals the ground truth mapped through the settings.
+func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
+	s.report.Checks["directory_equals_truth"]++
+	truth := s.Source.Users()
+	set, _, _ := s.Engine.Settings(ctx)
+	rows := map[string]dirsync.User{}
+	for _, ent := range s.store.Rows(dirsync.TableUsers) {
+		u, _ := (&dirsync.Engine{Store: s.store}).GetUser(ctx, ent.RowKey)
+		rows[ent.RowKey] = u
+	}
+	holders := map[string][]string{}
+	for id, attrs := range truth {
+		u, ok := rows[id]
+		if !ok {
+			s.violate("user %s exists in Entra but not in the directory after run %s", id, final.ID)
+			continue
+		}
+		want := map[string]string{}
+		for _, m := range set.Mapping {
+			v := strings.TrimSpace(attrs[m.Source])
+			if m.Constant != "" {
+				v = m.Constant
+			} else if v == "" && m.Fallback != "" {
+				v = strings.TrimSpace(attrs[m.Fallback])
+			}
+			if v != "" {
+				want[m.Field] = v
+			}
+		}
+		if fmt.Sprint(want) != fmt.Sprint(u.Fields) && u.Status != dirsync.StatusSkipped {
+			s.violate("user %s: fields %v, want %v", id, u.Fields, want)
+		}
+		if u.Status == dirsync.StatusActive || u.Status == dirsync.StatusDuplicate {
+			holders[u.Email] = append(holders[u.Email], id)
+		}
+	}
+	for id := range rows {
+		if _, ok := truth[id]; !ok {
+			s.violate("user %s is in the directory but not in Entra after run %s", id, final.ID)
+		}
+	}
+	for email, ids := range holders {
+		active := 0
+		for _, id := range ids {
+			if rows[id].Status == dirsync.StatusActive {
+				active++
+			}
+		}
+		if email != "" && active != 1 {
+			s.violate("email %s: %d active users among %v, want exactly 1 (duplicates resolved)", email, active, ids)
+		}
+	}
+	// Counters: a full run on a quiet tenant saw every user once.
+	if final.Mode == dirsync.ModeFull && final.Restarts == 0 {
+		s.report.Checks["counters"]++
+		c := final.Counters
+		if c.Seen != int64(len(truth)) {
+			s.violate("run %s saw %d users, the tenant has %d", final.ID, c.Seen, len(truth))
+		}
+		if sum := c.Added + c.Updated + c.Unchanged + c.Duplicate + c.Skipped + c.Failed; sum != c.Seen {
+			s.violate("run %s: outcomes add up to %d, seen is %d (%+v)", final.ID, sum, c.Seen, c)
+		}
+	}
+}
+
+// checkLogs: nothing sensitive in any run log.
+func (s *Sim) checkLogs() {
+	s.report.Checks["logs_without_secrets"]++
+	s.logs.mu.Lock()
+	defer s.logs.mu.Unlock()
+	for name, b := range s.logs.logs {
+		if strings.Contains(b.String(), "SECRET-") {
+			s.violate("run log %s holds a sensitive value", name)
+		}
+	}
+}
+
+// ---- the port wrappers: every call is a scheduling point ----
+
+type simStore struct {
+	*Store
+	sim *Sim
+}
+
+func (p *simStore) Get(ctx context.Context, table, pk, rk string) (dirsync.Entity, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.Entity{}, err
+	}
+	return p.Store.Get(ctx, table, pk, rk)
+}
+
+func (p *simStore) Insert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return "", err
+	}
+	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchInsert, Entity: e}})
+	return p.Store.Insert(ctx, table, e)
+}
+
+func (p *simStore) Upsert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return "", err
+	}
+	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchUpsert, Entity: e}})
+	return p.Store.Upsert(ctx, table, e)
+}
+
+func (p *simStore) Replace(ctx context.Context, table string, e dirsync.Entity) (string, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return "", err
+	}
+	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: e}})
+	return p.Store.Replace(ctx, table, e)
+}
+
+func (p *simStore) Delete(ctx context.Context, table, pk, rk, etag string) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchDelete, Entity: dirsync.Entity{PartitionKey: pk, RowKey: rk, ETag: etag}}})
+	return p.Store.Delete(ctx, table, pk, rk, etag)
+}
+
+func (p *simStore) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	p.sim.beforeWrite(ctx, table, ops)
+	return p.Store.Batch(ctx, table, ops)
+}
+
+func (p *simStore) Query(ctx context.Context, table string, q dirsync.Query) (dirsync.EntityPage, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.EntityPage{}, err
+	}
+	return p.Store.Query(ctx, table, q)
+}
+
+// beforeWrite checks the write invariants against the world as it is at
+// the moment of the write (a write that then fails its condition is
+// checked too, which only makes the checks stricter where they matter).
+func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.BatchOp) {
+	w := workerOf(ctx)
+	switch table {
+	case dirsync.TableUsers:
+		for _, op := range ops {
+			id := op.Entity.RowKey
+			cur, err := s.store.Get(ctx, table, op.Entity.PartitionKey, id)
+			exists := err == nil
+			if op.Kind == dirsync.BatchDelete {
+				if !exists || (op.Entity.ETag != "" && cur.ETag != op.Entity.ETag) {
+					continue // the delete will not happen
+				}
+				s.report.Checks["deletion_safe"]++
+				since, present := s.presentSince[id]
+				if !present || w == nil || w.runID == "" {
+					continue
+				}
+				run, ok := s.runRow(w.runID)
+				if ok && !since.After(run.StartedAt) {
+					s.violate("run %s deleted user %s, which has existed in Entra since %s, before the run started (%s)",
+						w.runID, id, since.Format("15:04:05"), run.StartedAt.Format("15:04:05"))
+				}
+				continue
+			}
+			if !exists || (op.Entity.ETag != "" && cur.ETag != op.Entity.ETag) || op.Kind == dirsync.BatchInsert {
+				continue
+			}
+			s.report.Checks["stamp_monotonic"]++
+			oldRun, oldPage := cur.Int("runSeq"), cur.Int("pageSeq")
+			newRun, newPage := op.Entity.Int("runSeq"), op.Entity.Int("pageSeq")
+			if newRun < oldRun || (newRun == oldRun && newPage < oldPage) {
+				s.violate("user %s: a write stamped %d/%d overwrote a newer row stamped %d/%d", id, newRun, newPage, oldRun, oldPage)
+			}
+		}
+	case dirsync.TableState:
+		for _, op := range ops {
+			if op.Entity.RowKey != "delta" || op.Kind == dirsync.BatchDelete {
+				continue
+			}
+			s.report.Checks["token_moves_with_success"]++
+			runID := op.Entity.Str("runId")
+			if run, ok := s.runRow(runID); !ok || run.Status != dirsync.RunSucceeded {
+				s.violate("the delta token was saved by run %s, which is %s", runID, run.Status)
+			}
+		}
+	}
+}
+
+type simLogs struct{ *Logs }
+
+func (p *simLogs) CreateLog(ctx context.Context, name string) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	return p.Logs.CreateLog(ctx, name)
+}
+
+func (p *simLogs) AppendLog(ctx context.Context, name string, data []byte) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	return p.Logs.AppendLog(ctx, name, data)
+}
+
+func (p *simLogs) OpenLog(ctx context.Context, name string) (io.ReadCloser, error) {
+	return p.Logs.OpenLog(ctx, name)
+}
+
+type simQueue struct{ sim *Sim }
+
+// Send keeps Service Bus's duplicate detection (10 minutes by message id).
+func (p *simQueue) Send(ctx context.Context, m dirsync.Message) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	s := p.sim
+	if t, ok := s.seenIDs[m.ID]; ok && s.Clock.Now().Sub(t) < 10*time.Minute {
+		return nil
+	}
+	s.seenIDs[m.ID] = s.Clock.Now()
+	s.arrival++
+	s.queue = append(s.queue, &simMsg{msg: m, arrival: s.arrival})
+	return nil
+}
+
+type simSource struct {
+	*Source
+	sim *Sim
+}
+
+func (p *simSource) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirsync.UserPage, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.UserPage{}, err
+	}
+	if !p.sim.quiet && p.sim.rng.Intn(10) == 0 {
+		// The tenant changes while its pages are read.
+		p.sim.mutateTenant()
+	}
+	return p.Source.UsersDelta(ctx, req)
+}
