@@ -15,7 +15,7 @@ TESTFLAGS ?=
 # build cache, so msgraph-sdk-go (~3 min, 4.5 GB) compiles once, not twice.
 export CGO_ENABLED := 0
 
-.PHONY: run test bench package install build vet clean
+.PHONY: run test bench package install build vet clean simulate fuzz
 
 ## install: fetch Go modules and the pinned Azurite (npm ci); idempotent.
 install:
@@ -38,11 +38,25 @@ vet:
 	$(GO) vet ./...
 
 ## test: vet and the whole suite; Azurite-backed tests start Azurite themselves.
-test: install vet | $(BIN)
+test: install vet fuzz | $(BIN)
 	$(GO) test $(TESTFLAGS) -count=1 -timeout 20m ./... 2>&1 | tee $(BIN)/test.log; \
 	  status=$${PIPESTATUS[0]}; \
 	  echo; echo "== summary"; grep -E '^(ok|FAIL|---)' $(BIN)/test.log | grep -v '^--- PASS' ; \
 	  exit $$status
+
+## fuzz: a short run of every fuzz target of the engine's decoders
+## (FUZZTIME each; part of make test).
+FUZZTIME ?= 3s
+fuzz:
+	@for f in FuzzDecodeWorkItem FuzzDecodeSettings FuzzEscapeKey; do \
+	  $(GO) test ./internal/dirsync/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+## simulate: the engine's deterministic simulator over many seeds, for
+## SIM_BUDGET (default 5m); prints seeds, faults injected and invariants
+## checked. Replay one seed: SIM_SEED=n go test ./internal/dirsync/ -run TestSimulation -v
+SIM_BUDGET ?= 5m
+simulate:
+	SIM_BUDGET=$(SIM_BUDGET) SIM_FIRST=$${SIM_FIRST:-1000} $(GO) test ./internal/dirsync/ -run '^TestSimulation$$' -count=1 -v -timeout 0 | grep -v '^=== RUN'
 
 ## bench: speed and memory targets.
 bench: install
