@@ -37,7 +37,7 @@ type userWrite struct {
 //
 // The page's log lines are appended before its rows are written, so a
 // worker killed in between loses no line (a retry may repeat some).
-func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser) error {
+func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser, successor map[string]any) error {
 	seq, stamp := w.Seq, pageStamp(w.Epoch, w.Seq)
 	lb := e.newLog(run, &seq)
 	var c Counters
@@ -112,6 +112,11 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	e.flushLog(ctx, run, lb)
 
 	p := map[string]any{}
+	for k, v := range successor {
+		if v != "" {
+			p[k] = v
+		}
+	}
 	c.props(p)
 	_, err = e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID, RowKey: pageRowKey(w.Epoch, seq), Props: p})
 	if err != nil && !IsCode(err, ECONFLICT) {

@@ -7,15 +7,24 @@ import (
 )
 
 // maxRestarts bounds restarts to a full enumeration within one run.
-const maxRestarts = 3
+const maxRestarts = 5
 
 // doPage fetches one Graph page and applies it. The successor is queued
 // before the page is applied, so fetching the next page overlaps with
-// applying this one on another worker. A page already recorded in this
-// epoch is done: its successor was queued before it was recorded.
+// applying this one on another worker; the page's record keeps the
+// successor's link, so a page found recorded queues it again (the queue
+// drops the duplicate) instead of trusting it was sent.
+//
+// The first page of an epoch is applied before its successor is queued: it
+// is fetched with an empty link, and fetching it again starts a new round
+// of Graph's with other pages, so nothing may build on one fetch of it
+// until that fetch is recorded. A later page fetched again must lead to
+// the same successor it recorded; if Graph answers otherwise, the chain
+// of this epoch mixes two rounds, and the enumeration starts again rather
+// than risk a user falling between them (and being swept as deleted).
 func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkItem) error {
-	if _, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq)); err == nil {
-		return nil
+	if rec, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq)); err == nil {
+		return e.queueSuccessor(ctx, w, rec.Str("next"), rec.Str("delta"))
 	} else if !IsCode(err, ENOTFOUND) {
 		return err
 	}
@@ -23,38 +32,74 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 	switch ErrorCode(err) {
 	case "":
 	case ETOKENEXPIRED:
-		return e.restartFull(ctx, run, w, err)
+		return e.restartFull(ctx, run, w, ErrorMessage(err),
+			"The saved sync position is no longer valid (Graph keeps delta tokens for 7 days). A full sync starts now automatically; users deleted in the meantime are removed at its end.")
 	case ETHROTTLED:
 		return e.reschedule(ctx, run, w, RetryAfter(err), "Graph asked us to slow down")
 	default:
 		return err
 	}
-	if page.NextLink != "" {
-		next := w.next(WorkPage)
-		next.Seq, next.Link = w.Seq+1, page.NextLink
-		if err := e.send(ctx, next, zeroTime); err != nil {
-			return err
-		}
-	} else {
-		if page.DeltaLink == "" {
-			return Errorf(EINVALID, "Graph returned a page with neither a next link nor a delta link")
-		}
-		if _, err := e.advance(ctx, w, func(r *Run) error {
-			r.LastPage, r.DeltaLink = w.Seq, page.DeltaLink
-			return nil
-		}); err != nil {
-			return err
-		}
-		collect := w.next(WorkCollect)
-		collect.Seq = w.Seq
-		if err := e.send(ctx, collect, zeroTime); err != nil {
-			return err
-		}
+	if page.NextLink == "" && page.DeltaLink == "" {
+		return Errorf(EINVALID, "Graph returned a page with neither a next link nor a delta link")
 	}
 	if err := e.markDirty(ctx, run); err != nil {
 		return err
 	}
-	return e.applyPage(ctx, run, settings, w, page.Users)
+	successor := map[string]any{"next": page.NextLink, "delta": page.DeltaLink}
+	if w.Seq == 0 {
+		if err := e.applyPage(ctx, run, settings, w, page.Users, successor); err != nil {
+			return err
+		}
+		return e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink)
+	}
+	consistent, err := e.recordSuccessor(ctx, run, w, page.NextLink+"|"+page.DeltaLink)
+	if err != nil {
+		return err
+	}
+	if !consistent {
+		return e.restartFull(ctx, run, w, "Graph answered a page fetched again with another next page",
+			"Graph's paging changed while this page was retried; the full enumeration starts again so that no user is missed.")
+	}
+	if err := e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink); err != nil {
+		return err
+	}
+	return e.applyPage(ctx, run, settings, w, page.Users, successor)
+}
+
+// recordSuccessor notes which successor a page's first fetch led to, and
+// reports whether this fetch leads to the same one.
+func (e *Engine) recordSuccessor(ctx context.Context, run Run, w WorkItem, links string) (bool, error) {
+	key := shortHash(links)
+	ent, err := e.modify(ctx, TablePages, run.ID+"|next", pageRowKey(w.Epoch, w.Seq), func(ent *Entity, exists bool) error {
+		if exists {
+			return errSkipWrite
+		}
+		ent.Props = map[string]any{"links": key}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
+	}
+	return ent.Str("links") == key, nil
+}
+
+// queueSuccessor queues what follows a page: the next page, or, after the
+// round's last page, collect (recording the round's end on the run).
+func (e *Engine) queueSuccessor(ctx context.Context, w WorkItem, nextLink, deltaLink string) error {
+	if nextLink != "" {
+		next := w.next(WorkPage)
+		next.Seq, next.Link = w.Seq+1, nextLink
+		return e.send(ctx, next, zeroTime)
+	}
+	if _, err := e.advance(ctx, w, func(r *Run) error {
+		r.LastPage, r.DeltaLink = w.Seq, deltaLink
+		return nil
+	}); err != nil {
+		return err
+	}
+	collect := w.next(WorkCollect)
+	collect.Seq = w.Seq
+	return e.send(ctx, collect, zeroTime)
 }
 
 // markDirty records, before a run's first write, that it applies changes.
@@ -75,12 +120,13 @@ func (e *Engine) markDirty(ctx context.Context, run Run) error {
 }
 
 // restartFull turns the run into a full enumeration after Graph rejected a
-// delta or next link: a new epoch, whose pages start again at 0 and whose
-// collect waits for its own pages only. Never a dead end: the full run
-// sweeps at the end, which removes users deleted while we had no valid
-// token. Items of the old epoch are superseded from here on.
-func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, cause error) error {
-	tooMany := &Error{Code: ETOKENEXPIRED, Message: fmt.Sprintf("Graph rejected the sync position %d times in a row", maxRestarts+1),
+// delta or next link, or its paging changed under a retried page: a new
+// epoch, whose pages start again at 0 and whose collect waits for its own
+// pages only. Never a dead end: the full run sweeps at the end, which
+// removes users deleted while we had no valid token. Items of the old
+// epoch are superseded from here on.
+func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, reason, message string) error {
+	tooMany := &Error{Code: ETOKENEXPIRED, Message: fmt.Sprintf("The enumeration had to start again %d times in a row (last: %s)", maxRestarts+1, reason),
 		Hint: "Start a full sync later with POST /api/sync {\"mode\":\"full\"}; if it keeps failing, check Graph service health."}
 	updated, err := e.advance(ctx, w, func(r *Run) error {
 		if r.Restarts >= maxRestarts {
@@ -99,8 +145,7 @@ func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, cause err
 		return err
 	}
 	lb := e.newLog(updated, &w.Seq)
-	lb.add(LogEvent{Event: EvTokenExpired, Level: LevelWarn, Reason: ErrorMessage(cause),
-		Message: "The saved sync position is no longer valid (Graph keeps delta tokens for 7 days). A full sync starts now automatically; users deleted in the meantime are removed at its end."})
+	lb.add(LogEvent{Event: EvTokenExpired, Level: LevelWarn, Reason: reason, Message: message})
 	e.flushLog(ctx, updated, lb)
 	first := WorkItem{Kind: WorkPage, RunID: run.ID, Epoch: updated.Restarts}
 	return e.send(ctx, first, zeroTime)

@@ -35,6 +35,8 @@ type SimConfig struct {
 	Steps int
 	// Users is the tenant's initial size (default: 4 to 24, by seed).
 	Users int
+	// Trace records every scheduling decision in SimReport.Trace.
+	Trace bool
 }
 
 // SimReport says what a scenario did and found.
@@ -46,6 +48,7 @@ type SimReport struct {
 	Faults     map[string]int
 	Checks     map[string]int
 	Violations []string
+	Trace      []string
 }
 
 func (r SimReport) String() string {
@@ -158,6 +161,12 @@ func NewSim(cfg SimConfig) *Sim {
 	return s
 }
 
+func (s *Sim) trace(format string, args ...any) {
+	if s.cfg.Trace {
+		s.report.Trace = append(s.report.Trace, s.Clock.Now().Format("15:04:05")+" "+fmt.Sprintf(format, args...))
+	}
+}
+
 func (s *Sim) violate(format string, args ...any) {
 	v := fmt.Sprintf("t=%s: ", s.Clock.Now().Format("15:04:05")) + fmt.Sprintf(format, args...)
 	s.report.Violations = append(s.report.Violations, v)
@@ -194,6 +203,21 @@ func (s *Sim) tenantIDs() []string {
 }
 
 func (s *Sim) mutateTenant() {
+	defer func(before map[string]map[string]string) {
+		after := s.Source.Users()
+		for id, a := range after {
+			if b, ok := before[id]; !ok {
+				s.trace("tenant: %s appears", id[len(id)-3:])
+			} else if fmt.Sprint(a) != fmt.Sprint(b) {
+				s.trace("tenant: %s changes: %v", id[len(id)-3:], a)
+			}
+		}
+		for id := range before {
+			if _, ok := after[id]; !ok {
+				s.trace("tenant: %s removed", id[len(id)-3:])
+			}
+		}
+	}(s.Source.Users())
 	ids := s.tenantIDs()
 	pick := func() string { return ids[s.rng.Intn(len(ids))] }
 	switch k := s.rng.Intn(7); {
@@ -273,6 +297,7 @@ func (s *Sim) spawn(name string, m *simMsg, runID string, f func(ctx context.Con
 			s.report.Faults["storage_transient"]++
 		}
 	}
+	s.trace("spawn %s kill@%d fail@%d", name, w.killAt, w.failAt)
 	ctx := context.WithValue(context.Background(), workerKey{}, w)
 	go func() {
 		<-w.resume
@@ -292,6 +317,7 @@ func (s *Sim) resume(i int) {
 		return
 	}
 	s.workers = append(s.workers[:i], s.workers[i+1:]...)
+	s.trace("done %s killed=%v err=%v", w.name, w.killed, w.err)
 	if m := w.msg; m != nil {
 		m.busy = false
 		switch {
@@ -767,6 +793,7 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 					continue
 				}
 				run, ok := s.runRow(w.runID)
+				s.trace("DELETE user %s by %s", id[len(id)-3:], w.name)
 				if ok && !since.After(run.StartedAt) {
 					s.violate("run %s deleted user %s, which has existed in Entra since %s, before the run started (%s)",
 						w.runID, id, since.Format("15:04:05"), run.StartedAt.Format("15:04:05"))
@@ -782,6 +809,10 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 			if newRun < oldRun || (newRun == oldRun && newPage < oldPage) {
 				s.violate("user %s: a write stamped %d/%d overwrote a newer row stamped %d/%d", id, newRun, newPage, oldRun, oldPage)
 			}
+		}
+	case dirsync.TableDeletions:
+		for _, op := range ops {
+			s.trace("deletion row %s/%s %v by %s", op.Entity.PartitionKey[16:], op.Entity.RowKey[33:], op.Entity.Props, w.name)
 		}
 	case dirsync.TableState:
 		for _, op := range ops {
@@ -847,5 +878,13 @@ func (p *simSource) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (d
 		// The tenant changes while its pages are read.
 		p.sim.mutateTenant()
 	}
-	return p.Source.UsersDelta(ctx, req)
+	page, err := p.Source.UsersDelta(ctx, req)
+	if p.sim.cfg.Trace {
+		var ids []string
+		for _, u := range page.Users {
+			ids = append(ids, u.ID[33:]+u.Removed)
+		}
+		p.sim.trace("graph %q -> %v next=%q delta=%q err=%v (by %s)", req.Link, ids, page.NextLink, page.DeltaLink, err, workerOf(ctx).name)
+	}
+	return page, err
 }
