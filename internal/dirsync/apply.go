@@ -68,17 +68,42 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 		return err
 	}
 
-	var writes []userWrite
+	var writes, rechecks []userWrite
 	for _, id := range ids {
 		su := latest[id]
 		old, had := existing[id]
 		c.Seen++
-		if had && !newer(run.Seq, stamp, old.RunSeq, old.PageSeq) {
-			if old.RunSeq == run.Seq && old.PageSeq == stamp {
-				countAction(&c, old.Action, old) // redelivery: applied before
-			} else {
-				c.Unchanged++ // a later page already wrote a newer state
+		if had && old.RunSeq == run.Seq && old.PageSeq == stamp && su.Removed == "" {
+			// An earlier attempt of this page wrote the row. Graph may
+			// answer the retry with a newer state (the first page of an
+			// epoch is even a new round), so apply it again; the page's
+			// outcome stays what the first attempt found.
+			var scratch Counters
+			wr, err := e.applyUser(ctx, run, settings, stamp, su, old, had, &scratch, lb)
+			if err != nil {
+				return err
 			}
+			if wr != nil && wr.u.Status == old.Status && wr.u.Hash == old.Hash && wr.u.Reason == old.Reason && equalRaw(wr.u.Raw, old.Raw) {
+				wr = nil // the stamp is already this page's: nothing to write
+			}
+			if wr == nil {
+				countAction(&c, old.Action, old)
+				if old.Status == StatusDuplicate {
+					// Its email's owner may have let go since (another user
+					// of this page, on the earlier attempt): check again.
+					rechecks = append(rechecks, userWrite{u: old, wasActive: old.Action == actUpdated})
+				}
+				continue
+			}
+			wr.u.Action = retryAction(old, wr.u)
+			wr.op.Entity = userToEntity(wr.u)
+			wr.wasActive = old.Action == actUpdated || old.Action == actUnchanged
+			countAction(&c, wr.u.Action, wr.u)
+			writes = append(writes, *wr)
+			continue
+		}
+		if had && !newer(run.Seq, stamp, old.RunSeq, old.PageSeq) && !(old.RunSeq == run.Seq && old.PageSeq == stamp) {
+			c.Unchanged++ // a later page already wrote a newer state
 			continue
 		}
 		if su.Removed != "" {
@@ -101,7 +126,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	if err := e.writeUsers(ctx, writes, &c, lb); err != nil {
 		return fmt.Errorf("apply page %d: %w", seq, err)
 	}
-	for _, wr := range writes {
+	for _, wr := range append(writes, rechecks...) {
 		if wr.u.Status == StatusDuplicate {
 			if err := e.recheckDuplicate(ctx, run, settings, wr, &c, lb); err != nil {
 				return err
@@ -159,6 +184,23 @@ func firstPageCheck(run Run, s Settings, w WorkItem, ids []string, users map[str
 	return errPermanent{&Error{Code: EINVALID,
 		Message: fmt.Sprintf("Every user of the first page (%d) lacks the required field %s; nothing was changed.", len(ids), describeFields(s, fields[:1])),
 		Hint:    fmt.Sprintf("Fix the mapping of %q in the settings (or remove it from required), then run a full sync.", fields[0])}}
+}
+
+// retryAction is a retried page's outcome for a user its first attempt
+// recorded as old: what the page did to the user before its first attempt,
+// with the state the retry found.
+func retryAction(old, now User) string {
+	switch {
+	case now.Status == StatusSkipped:
+		return actSkipped
+	case now.Status == StatusDuplicate:
+		return actDuplicate
+	case old.Action == actUpdated, old.Action == actUnchanged && old.Hash != now.Hash:
+		return actUpdated
+	case old.Action == actUnchanged:
+		return actUnchanged
+	}
+	return actAdded
 }
 
 func removalWords(reason string) string {
@@ -274,11 +316,17 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 		// without an email claims nothing: no email, no duplicate.
 		// A full run verifies every claim: it is the reconciliation that
 		// repairs what a superseded run's late write left behind.
-		if u.Email != "" && (!had || old.Status != StatusActive || old.Email != u.Email || run.Mode == ModeFull) {
-			var err error
-			if owner, err = e.claimEmail(ctx, run, u.Email, u.ID); err != nil {
-				return nil, err
-			}
+		keeps := had && old.Status == StatusActive && old.Email == u.Email
+		var err error
+		switch {
+		case u.Email == "":
+		case !keeps:
+			owner, err = e.claimEmail(ctx, run, u.Email, u.ID)
+		case run.Mode == ModeFull:
+			owner, err = e.verifyClaim(ctx, run, u.Email, u.ID)
+		}
+		if err != nil {
+			return nil, err
 		}
 		if owner != u.ID {
 			u.Status, u.Action, u.DuplicateOf = StatusDuplicate, actDuplicate, owner

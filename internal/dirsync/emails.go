@@ -62,6 +62,20 @@ func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) 
 	return "", Errorf(EUNAVAILABLE, "could not claim an email: too much contention")
 }
 
+// verifyClaim checks, with one read, that an active user keeping its email
+// still owns the claim, and claims it again if not: full runs repair what a
+// superseded run's late write left behind.
+func (e *Engine) verifyClaim(ctx context.Context, run Run, email, userID string) (string, error) {
+	claim, err := e.Store.Get(ctx, TableEmails, Bucket(email), claimKey(email))
+	if err == nil && claim.Str("owner") == userID {
+		return userID, nil
+	}
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		return "", fmt.Errorf("verify email claim: %w", err)
+	}
+	return e.claimEmail(ctx, run, email, userID)
+}
+
 func (e *Engine) holdsEmail(ctx context.Context, userID, email string) (bool, error) {
 	ent, err := e.Store.Get(ctx, TableUsers, Bucket(userID), userID)
 	if IsCode(err, ENOTFOUND) {
@@ -84,8 +98,11 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 	if err != nil {
 		return fmt.Errorf("release email: %w", err)
 	}
-	if claim.Str("owner") != userID {
-		return nil
+	if owner := claim.Str("owner"); owner != userID {
+		// Someone else owns it. If that is a waiter whose promotion was
+		// interrupted (claim handed over, row not yet written: a retry of
+		// this very release, after a crash), finish the promotion.
+		return e.finishPromotion(ctx, s, owner, email, userID, lb)
 	}
 	waiters, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: pk, RowKeyPrefix: "w|" + EscapeKey(email) + "|", Top: 20})
 	if err != nil {
@@ -93,6 +110,12 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 	}
 	for _, wr := range waiters.Entities {
 		wid := wr.Str("user")
+		if wid == userID {
+			// A waiter row of the releasing user itself is left over from an
+			// interrupted promotion: it waits for nothing.
+			e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
+			continue
+		}
 		ent, err := e.Store.Get(ctx, TableUsers, Bucket(wid), wid)
 		if err != nil && !IsCode(err, ENOTFOUND) {
 			return fmt.Errorf("release email: %w", err)
@@ -132,6 +155,13 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 // longer holds it. Either side then sees the other's write.
 func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr userWrite, c *Counters, lb *logBuffer) error {
 	u := wr.u
+	// Listed as waiting first, then the claim checked: a release either
+	// sees this waiter (and promotes it) or happened before the check
+	// (which then finds the email free).
+	if _, err := e.Store.Upsert(ctx, TableEmails, Entity{PartitionKey: Bucket(u.Email), RowKey: waiterKey(u.Email, u.ID),
+		Props: map[string]any{"user": u.ID}}); err != nil {
+		return fmt.Errorf("record duplicate %s: %w", u.ID, err)
+	}
 	owner, err := e.claimEmail(ctx, run, u.Email, u.ID)
 	if err != nil || owner != u.ID {
 		return err
@@ -161,5 +191,32 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
 	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: u.ID, UPN: s.logUPN(u.UPN),
 		Reason: fmt.Sprintf("email %s was let go by its previous owner at the same moment; the user is now synced", s.logEmail(u.Email))})
+	return nil
+}
+
+// finishPromotion makes owner active if the email's claim names it while its
+// row still waits as a duplicate of that email.
+func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, from string, lb *logBuffer) error {
+	ent, err := e.Store.Get(ctx, TableUsers, Bucket(owner), owner)
+	if IsCode(err, ENOTFOUND) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release email: %w", err)
+	}
+	u := userFromEntity(ent)
+	if u.Status != StatusDuplicate || u.Email != email {
+		return nil
+	}
+	u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
+		if IsCode(err, EPRECONDITION) {
+			return &Error{Code: EUNAVAILABLE, Message: "a waiting duplicate changed while it was promoted; retrying", Err: err}
+		}
+		return fmt.Errorf("promote duplicate %s: %w", owner, err)
+	}
+	e.Store.Delete(ctx, TableEmails, Bucket(email), waiterKey(email, owner), "")
+	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: owner, UPN: s.logUPN(u.UPN),
+		Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", s.logEmail(email), from)})
 	return nil
 }

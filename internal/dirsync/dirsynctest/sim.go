@@ -86,6 +86,8 @@ type worker struct {
 	started bool
 }
 
+var traceUser = "007"
+
 type workerKey struct{}
 
 func workerOf(ctx context.Context) *worker { w, _ := ctx.Value(workerKey{}).(*worker); return w }
@@ -203,6 +205,9 @@ func (s *Sim) tenantIDs() []string {
 }
 
 func (s *Sim) mutateTenant() {
+	// Every change gets its own instant, so "before the run started" is
+	// exact, not up to the clock's resolution.
+	s.Clock.Advance(time.Millisecond)
 	defer func(before map[string]map[string]string) {
 		after := s.Source.Users()
 		for id, a := range after {
@@ -683,7 +688,8 @@ func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
 			}
 		}
 		if email != "" && active != 1 {
-			s.violate("email %s: %d active users among %v, want exactly 1 (duplicates resolved)", email, active, ids)
+			claim, _ := s.store.Get(ctx, dirsync.TableEmails, dirsync.Bucket(email), "c|"+dirsync.EscapeKey(email))
+			s.violate("email %s: %d active users among %v, want exactly 1 (duplicates resolved); claim %v", email, active, ids, claim.Props)
 		}
 	}
 	// Counters: a full run on a quiet tenant saw every user once.
@@ -800,6 +806,9 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 				}
 				continue
 			}
+			if s.cfg.Trace && op.Entity.RowKey[33:] == traceUser {
+				s.trace("user row %s %d status=%v email=%v stamp=%v/%v by %s", id[33:], op.Kind, op.Entity.Props["status"], op.Entity.Props["email"], op.Entity.Props["runSeq"], op.Entity.Props["pageSeq"], w.name)
+			}
 			if !exists || (op.Entity.ETag != "" && cur.ETag != op.Entity.ETag) || op.Kind == dirsync.BatchInsert {
 				continue
 			}
@@ -809,6 +818,10 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 			if newRun < oldRun || (newRun == oldRun && newPage < oldPage) {
 				s.violate("user %s: a write stamped %d/%d overwrote a newer row stamped %d/%d", id, newRun, newPage, oldRun, oldPage)
 			}
+		}
+	case dirsync.TableEmails:
+		for _, op := range ops {
+			s.trace("email row %d %s %v by %s", op.Kind, op.Entity.RowKey, op.Entity.Props, w.name)
 		}
 	case dirsync.TableDeletions:
 		for _, op := range ops {
@@ -883,6 +896,9 @@ func (p *simSource) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (d
 		var ids []string
 		for _, u := range page.Users {
 			ids = append(ids, u.ID[33:]+u.Removed)
+			if u.ID[33:] == traceUser {
+				p.sim.trace("graph sends %s: %v cleared %v", traceUser, u.Attributes, u.Cleared)
+			}
 		}
 		p.sim.trace("graph %q -> %v next=%q delta=%q err=%v (by %s)", req.Link, ids, page.NextLink, page.DeltaLink, err, workerOf(ctx).name)
 	}

@@ -100,6 +100,29 @@ func (s *Source) stateAt(id string, v int) map[string]string {
 	return cur
 }
 
+// touchedSince lists the attributes of a user that any change after
+// version v touched (set, changed or removed).
+func (s *Source) touchedSince(id string, v int) map[string]bool {
+	out := map[string]bool{}
+	var prev map[string]string
+	for _, h := range s.history[id] {
+		if h.ver > v {
+			for k, val := range h.attrs {
+				if pv, ok := prev[k]; !ok || pv != val {
+					out[k] = true
+				}
+			}
+			for k := range prev {
+				if _, ok := h.attrs[k]; !ok {
+					out[k] = true
+				}
+			}
+		}
+		prev = h.attrs
+	}
+	return out
+}
+
 // Links: "round|<round>|<since>|<at>|<offset>|<generation>" within a round
 // (since -1 for a full enumeration) and "delta|<at>|<generation>" at its end.
 func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirsync.UserPage, error) {
@@ -155,19 +178,25 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 		switch {
 		case present:
 			su := dirsync.SourceUser{ID: id, Attributes: maps.Clone(a)}
-			if before := s.stateAt(id, since); s.Partial && since >= 0 && before != nil {
-				su.Attributes = map[string]string{}
-				for k, v := range a {
-					if before[k] != v {
-						su.Attributes[k] = v
-					}
-				}
-				for k := range before {
+			if before := s.stateAt(id, since); since >= 0 && before != nil {
+				// A later round sends every attribute updated since the
+				// link was issued (even one changed and changed back), a
+				// cleared one as null; Partial sends nothing else.
+				touched := s.touchedSince(id, since)
+				for k := range touched {
 					if _, ok := a[k]; !ok {
 						su.Cleared = append(su.Cleared, k)
 					}
 				}
 				sort.Strings(su.Cleared)
+				if s.Partial {
+					su.Attributes = map[string]string{}
+					for k := range touched {
+						if v, ok := a[k]; ok {
+							su.Attributes[k] = v
+						}
+					}
+				}
 			}
 			page.Users = append(page.Users, su)
 		case since >= 0:
