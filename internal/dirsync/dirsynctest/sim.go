@@ -483,11 +483,23 @@ func (s *Sim) step() {
 	default:
 		// a clock jump: sometimes past the lock's staleness
 		d := time.Duration(1+s.rng.Intn(90)) * time.Second
-		if s.rng.Intn(30) == 0 {
+		long := s.rng.Intn(30) == 0
+		if long {
 			d = time.Duration(10+s.rng.Intn(40)) * time.Minute
 			s.report.Faults["clock_jump_long"]++
 		}
 		s.Clock.Advance(d)
+		if long && s.rng.Intn(2) == 0 {
+			// Two starts at once after the lock may have gone stale (a
+			// double-clicked Sync now, or the timer and Sync now).
+			s.report.Faults["concurrent_starts"]++
+			for range 2 {
+				s.spawn("sync now", nil, "", func(ctx context.Context) error {
+					_, err := s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "sim"})
+					return err
+				})
+			}
+		}
 	}
 }
 
