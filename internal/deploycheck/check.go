@@ -32,6 +32,7 @@ var goSources = []string{
 	"handler/config.go",                 // LOG_CONTAINER and TABLE_PREFIX defaults
 	"internal/servicebus/servicebus.go", // the queue the handler sends to
 	"internal/dirsync/engine.go",        // the logical tables
+	"internal/api/auth.go",              // the app roles the API knows
 }
 
 // Load reads a repository checkout rooted at root.
@@ -94,6 +95,7 @@ func Check(r *Repo) ([]Problem, error) {
 	c.roles()
 	c.noSecrets()
 	c.outputs()
+	c.appRoles()
 	sort.SliceStable(c.probs, func(i, j int) bool { return c.probs[i].Line < c.probs[j].Line })
 	return c.probs, nil
 }
@@ -702,4 +704,27 @@ func goDefault(src, name string) string {
 		return ""
 	}
 	return m[1]
+}
+
+// appRoles: infra/app-roles.json, which docs/deploy.md creates the API's app
+// registration with, holds exactly the app roles the API checks.
+func (c *checker) appRoles() {
+	var roles []struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(c.r.Infra["infra/app-roles.json"]), &roles); err != nil {
+		c.fail(0, "infra/app-roles.json: %v", err)
+		return
+	}
+	var got []string
+	for _, r := range roles {
+		got = append(got, r.Value)
+	}
+	sort.Strings(got)
+	src := c.r.Go["internal/api/auth.go"]
+	want := []string{goConst(src, "AppRoleAdmin"), goConst(src, "AppRoleSupport")}
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		c.fail(0, "infra/app-roles.json has the app roles %v, the API checks %v (internal/api AppRoleAdmin, AppRoleSupport)", got, want)
+	}
 }

@@ -133,6 +133,7 @@ func TestSeededMistakes(t *testing.T) {
 		{"Easy Auth refusing anonymous", "", "unauthenticatedClientAction: 'AllowAnonymous'", "unauthenticatedClientAction: 'Return401'", "AllowAnonymous"},
 		{"not a custom handler", "", "name: 'custom'", "name: 'node'", "'custom'"},
 		{"an output missing", "", "output API_BASE_URL string", "output API_URL string", "output API_BASE_URL is missing"},
+		{"an app role renamed", "infra/app-roles.json", `"value": "EntraSync.Support"`, `"value": "EntraSync.Reader"`, "the API checks"},
 		{"a hook missing", "azure.yaml", "./infra/hooks/postprovision.sh", "./infra/hooks/post-provision.sh", "does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
