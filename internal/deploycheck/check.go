@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -218,9 +219,14 @@ func (c *checker) functionApp() {
 			}
 		}
 	}
+	easyAuth := 0
 	for _, r := range c.f.ResourcesOf("Microsoft.Web/sites/config") {
 		if name, _ := Literal(r.Body.Fields["name"]); name != "authsettingsV2" {
 			continue
+		}
+		easyAuth++
+		if id := Text(r.Body.Get("properties.identityProviders.azureActiveDirectory.registration.clientId")); c.f.Params[id] == nil {
+			c.fail(r.Line, "Easy Auth's app registration (clientId %s) must be a parameter: the tenant brings an existing registration", id)
 		}
 		if a, _ := Literal(r.Body.Get("properties.globalValidation.unauthenticatedClientAction")); a != "AllowAnonymous" {
 			c.fail(r.Line, "Easy Auth unauthenticatedClientAction %q: it must be AllowAnonymous so API keys and /api/health reach the API, which refuses callers without credentials", a)
@@ -228,6 +234,9 @@ func (c *checker) functionApp() {
 		if Text(r.Body.Get("properties.identityProviders.azureActiveDirectory.registration.clientSecretSettingName")) != "" {
 			c.fail(r.Line, "Easy Auth needs no client secret here: it only validates tokens")
 		}
+	}
+	if easyAuth != 1 {
+		c.fail(0, "want one App Service Authentication config (Microsoft.Web/sites/config authsettingsV2), found %d: the API's admin and support roles come from it", easyAuth)
 	}
 }
 
@@ -412,10 +421,18 @@ func (c *checker) storage() {
 			o, _ := it.(*Object)
 			prefixes, _ := o.Get("definition.filters.prefixMatch").(*Array)
 			days := Text(o.Get("definition.actions.baseBlob.delete.daysAfterModificationGreaterThan"))
+			var types []string
+			for _, bt := range itemsOf(asArray(o.Get("definition.filters.blobTypes"))) {
+				s, _ := Literal(bt)
+				types = append(types, s)
+			}
 			for _, p := range itemsOf(prefixes) {
 				if strings.Contains(Text(p), "${logContainerName}/") || Text(p) == "'"+logName+"/'" {
 					if _, isParam := c.f.Params[days]; !isParam {
 						c.fail(o.Line, "the run log lifecycle rule's days (%s) must be a parameter", days)
+					}
+					if !slices.Contains(types, "appendBlob") {
+						c.fail(o.Line, "the run log lifecycle rule's blobTypes %v: run logs are append blobs", types)
 					}
 					rule = true
 				}

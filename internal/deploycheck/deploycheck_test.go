@@ -115,6 +115,8 @@ func TestSeededMistakes(t *testing.T) {
 		{"listKeys in a hook", "infra/hooks/deploy-package.sh", "set -eu", "set -eu\naz storage account keys list # listKeys(", "listKeys"},
 		{"log container differs from the code", "", "var logContainerName = 'sync-logs'", "var logContainerName = 'run-logs'", `LOG_CONTAINER is "run-logs", the code's default "sync-logs"`},
 		{"lifecycle days not a parameter", "", "daysAfterModificationGreaterThan: logRetentionDays", "daysAfterModificationGreaterThan: 30", "must be a parameter"},
+		{"lifecycle rule skips append blobs", "", "                'appendBlob'\n", "", "run logs are append blobs"},
+		{"no Easy Auth", "", "  name: 'authsettingsV2'", "  name: 'authsettings'", "want one App Service Authentication config"},
 		{"a table missing", "", "  'Audit'\n", "", "is not the tables of internal/dirsync"},
 		{"shared keys allowed", "", "allowSharedKeyAccess: false", "allowSharedKeyAccess: true", "allowSharedKeyAccess must be false"},
 		{"SAS on Service Bus", "", "disableLocalAuth: true", "disableLocalAuth: false", "disableLocalAuth must be true"},
