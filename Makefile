@@ -15,7 +15,7 @@ TESTFLAGS ?=
 # build cache, so msgraph-sdk-go (~3 min, 4.5 GB) compiles once, not twice.
 export CGO_ENABLED := 0
 
-.PHONY: run test bench package install build vet clean simulate fuzz
+.PHONY: run test bench package deploy install build vet clean simulate fuzz
 
 ## install: fetch Go modules and the pinned Azurite (npm ci); idempotent.
 install:
@@ -66,6 +66,13 @@ bench: install
 ## linux/amd64 static handler binary, all at the zip's root.
 package:
 	$(GO) run ./internal/cmd/pack -out $(BIN)/entrasync.zip
+
+## deploy: provision infra/ into your subscription and deploy the package with
+## the Azure Developer CLI (`azd up`: infra/main.bicep, then the postprovision
+## hook grants the Graph roles and deploys). Needs azd, az and a login; see
+## docs/deploy.md. Not run by the tests.
+deploy:
+	azd up
 
 clean:
 	rm -rf $(BIN)

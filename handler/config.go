@@ -7,6 +7,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
 // Config is every app setting the handler reads. Azure passes App Settings to
@@ -29,7 +32,14 @@ type Config struct {
 	// host) sends to its in-process queue instead.
 	ServiceBusConnection string
 	ServiceBusNamespace  string
-	DevhostURL           string
+	// ServiceBusUseManagedIdentity (ServiceBusConnection__credential =
+	// managedidentity) and ServiceBusIdentityClientID
+	// (ServiceBusConnection__clientId, a user-assigned identity) are the
+	// host's settings for the same connection; the handler's sender uses
+	// the identity they name too.
+	ServiceBusUseManagedIdentity bool
+	ServiceBusIdentityClientID   string
+	DevhostURL                   string
 	// MaxDeliveries is the sync-work queue's max delivery count
 	// (SYNC_MAX_DELIVERIES, default 10, as Service Bus).
 	MaxDeliveries int
@@ -45,6 +55,14 @@ type Config struct {
 	GraphAuthorityHost       string
 	GraphBaseURL             string
 	GraphTrustedCAFile       string
+	// GraphPageSize (GRAPH_PAGE_SIZE, 1..999, default: Graph's choice)
+	// asks for at most this many users per delta page.
+	GraphPageSize int
+	// GraphMaxInCallWait (GRAPH_MAX_INCALL_WAIT, a Go duration like 10s)
+	// and GraphRequestTimeout (GRAPH_REQUEST_TIMEOUT, like 60s): see
+	// internal/graph.Config; zero means the adapter's default.
+	GraphMaxInCallWait  time.Duration
+	GraphRequestTimeout time.Duration
 
 	// API roles for function keys: comma-separated lower-case hex SHA-256 of
 	// the keys (ADMIN_KEY_SHA256, SUPPORT_KEY_SHA256). Only hashes are
@@ -70,23 +88,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
 	var errs []error
 	c := Config{
-		StorageConnectionString:  get("STORAGE_CONNECTION_STRING"),
-		StorageAccountName:       get("STORAGE_ACCOUNT_NAME"),
-		StorageIdentityClientID:  get("STORAGE_MANAGED_IDENTITY_CLIENT_ID"),
-		TablePrefix:              orDefault(get("TABLE_PREFIX"), "entrasync"),
-		LogContainer:             orDefault(get("LOG_CONTAINER"), "sync-logs"),
-		ServiceBusConnection:     get("ServiceBusConnection"),
-		ServiceBusNamespace:      get("ServiceBusConnection__fullyQualifiedNamespace"),
-		DevhostURL:               get("ENTRASYNC_DEVHOST_URL"),
-		GraphTenantID:            get("GRAPH_TENANT_ID"),
-		GraphClientID:            get("GRAPH_CLIENT_ID"),
-		GraphClientSecret:        get("GRAPH_CLIENT_SECRET"),
-		GraphCertificatePath:     get("GRAPH_CERTIFICATE_PATH"),
-		GraphCertificatePassword: get("GRAPH_CERTIFICATE_PASSWORD"),
-		GraphIdentityClientID:    get("GRAPH_MANAGED_IDENTITY_CLIENT_ID"),
-		GraphAuthorityHost:       get("GRAPH_AUTHORITY_HOST"),
-		GraphBaseURL:             get("GRAPH_BASE_URL"),
-		GraphTrustedCAFile:       get("GRAPH_TRUSTED_CA_FILE"),
+		StorageConnectionString:    get("STORAGE_CONNECTION_STRING"),
+		StorageAccountName:         get("STORAGE_ACCOUNT_NAME"),
+		StorageIdentityClientID:    get("STORAGE_MANAGED_IDENTITY_CLIENT_ID"),
+		TablePrefix:                orDefault(get("TABLE_PREFIX"), "entrasync"),
+		LogContainer:               orDefault(get("LOG_CONTAINER"), "sync-logs"),
+		ServiceBusConnection:       get("ServiceBusConnection"),
+		ServiceBusNamespace:        get("ServiceBusConnection__fullyQualifiedNamespace"),
+		ServiceBusIdentityClientID: get("ServiceBusConnection__clientId"),
+		DevhostURL:                 get("ENTRASYNC_DEVHOST_URL"),
+		GraphTenantID:              get("GRAPH_TENANT_ID"),
+		GraphClientID:              get("GRAPH_CLIENT_ID"),
+		GraphClientSecret:          get("GRAPH_CLIENT_SECRET"),
+		GraphCertificatePath:       get("GRAPH_CERTIFICATE_PATH"),
+		GraphCertificatePassword:   get("GRAPH_CERTIFICATE_PASSWORD"),
+		GraphIdentityClientID:      get("GRAPH_MANAGED_IDENTITY_CLIENT_ID"),
+		GraphAuthorityHost:         get("GRAPH_AUTHORITY_HOST"),
+		GraphBaseURL:               get("GRAPH_BASE_URL"),
+		GraphTrustedCAFile:         get("GRAPH_TRUSTED_CA_FILE"),
 	}
 	if c.StorageConnectionString == "" && c.StorageAccountName == "" {
 		c.StorageConnectionString = get("AzureWebJobsStorage")
@@ -99,6 +118,16 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.DevhostURL == "" && c.ServiceBusConnection == "" && c.ServiceBusNamespace == "" {
 		errs = append(errs, settingError("ServiceBusConnection", "missing: set it to the Service Bus connection string, or set ServiceBusConnection__fullyQualifiedNamespace (e.g. mybus.servicebus.windows.net) to use the managed identity"))
+	}
+	switch v := get("ServiceBusConnection__credential"); {
+	case v == "":
+	case strings.EqualFold(v, "managedidentity"):
+		c.ServiceBusUseManagedIdentity = true
+	default:
+		errs = append(errs, settingError("ServiceBusConnection__credential", "%q: the only value is managedidentity", v))
+	}
+	if (c.ServiceBusUseManagedIdentity || c.ServiceBusIdentityClientID != "") && c.ServiceBusNamespace == "" {
+		errs = append(errs, settingError("ServiceBusConnection__fullyQualifiedNamespace", "missing: ServiceBusConnection__credential and __clientId apply to the namespace reached with the managed identity"))
 	}
 	c.MaxDeliveries = 10
 	if v := get("SYNC_MAX_DELIVERIES"); v != "" {
@@ -114,6 +143,25 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			errs = append(errs, settingError("GRAPH_USE_MANAGED_IDENTITY", "%q is not true or false", v))
 		}
 		c.GraphUseManagedIdentity = b
+	}
+	if v := get("GRAPH_PAGE_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 999 {
+			errs = append(errs, settingError("GRAPH_PAGE_SIZE", "%q is not a number from 1 to 999 (users per delta page)", v))
+		}
+		c.GraphPageSize = n
+	}
+	for _, d := range []struct {
+		name string
+		into *time.Duration
+	}{{"GRAPH_MAX_INCALL_WAIT", &c.GraphMaxInCallWait}, {"GRAPH_REQUEST_TIMEOUT", &c.GraphRequestTimeout}} {
+		if v := get(d.name); v != "" {
+			n, err := time.ParseDuration(v)
+			if err != nil || n <= 0 {
+				errs = append(errs, settingError(d.name, "%q is not a positive duration like 30s or 2m", v))
+			}
+			*d.into = n
+		}
 	}
 	var err error
 	if c.AdminKeyHashes, err = keyHashes("ADMIN_KEY_SHA256", get("ADMIN_KEY_SHA256")); err != nil {
@@ -164,3 +212,66 @@ func keyHashes(name, v string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// The adapters name their Config fields in configuration errors
+// ("Config.TenantID"), since this file alone owns the app setting names;
+// these tables say which setting each field is read from, so an error
+// reaches the operator naming what to fix.
+var (
+	graphSettings = settingNames{
+		"Config.TenantID":                "GRAPH_TENANT_ID",
+		"Config.ClientID":                "GRAPH_CLIENT_ID",
+		"Config.ClientSecret":            "GRAPH_CLIENT_SECRET",
+		"Config.CertificatePath":         "GRAPH_CERTIFICATE_PATH",
+		"Config.CertificatePassword":     "GRAPH_CERTIFICATE_PASSWORD",
+		"Config.UseManagedIdentity":      "GRAPH_USE_MANAGED_IDENTITY",
+		"Config.ManagedIdentityClientID": "GRAPH_MANAGED_IDENTITY_CLIENT_ID",
+		"Config.AuthorityHost":           "GRAPH_AUTHORITY_HOST",
+		"Config.GraphBaseURL":            "GRAPH_BASE_URL",
+		"Config.TrustedCAPEM":            "GRAPH_TRUSTED_CA_FILE", // the file's content
+		"Config.PageSize":                "GRAPH_PAGE_SIZE",
+		"Config.MaxInCallWait":           "GRAPH_MAX_INCALL_WAIT",
+		"Config.RequestTimeout":          "GRAPH_REQUEST_TIMEOUT",
+	}
+	serviceBusSettings = settingNames{
+		"Config.ConnectionString":   "ServiceBusConnection",
+		"Config.Namespace":          "ServiceBusConnection__fullyQualifiedNamespace",
+		"Config.UseManagedIdentity": "ServiceBusConnection__credential",
+		"Config.ClientID":           "ServiceBusConnection__clientId",
+		"Config.DevhostURL":         "ENTRASYNC_DEVHOST_URL",
+	}
+)
+
+// settingNames maps an adapter's Config field names to app settings.
+type settingNames map[string]string
+
+// name rewrites err's text with the setting names. A *dirsync.Error keeps
+// its code (a copy with Message and Hint rewritten); any other error keeps
+// its chain.
+func (n settingNames) name(err error) error {
+	if err == nil {
+		return nil
+	}
+	pairs := make([]string, 0, 2*len(n))
+	for field, setting := range n {
+		pairs = append(pairs, field, setting)
+	}
+	r := strings.NewReplacer(pairs...) // no field name is a prefix of another's
+	if de, ok := err.(*dirsync.Error); ok {
+		c := *de
+		c.Message, c.Hint = r.Replace(c.Message), r.Replace(c.Hint)
+		return &c
+	}
+	if s := r.Replace(err.Error()); s != err.Error() {
+		return &namedError{msg: s, err: err}
+	}
+	return err
+}
+
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }

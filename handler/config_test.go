@@ -6,8 +6,13 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/graph"
+	"github.com/entrasync/entrasync/internal/servicebus"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -59,6 +64,11 @@ func TestLoadConfigErrorsNameTheSetting(t *testing.T) {
 		{"bad support hash", map[string]string{"SUPPORT_KEY_SHA256": "abc"}, "SUPPORT_KEY_SHA256"},
 		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"missing CA file", map[string]string{"GRAPH_TRUSTED_CA_FILE": "/nonexistent/ca.pem"}, "GRAPH_TRUSTED_CA_FILE"},
+		{"page size", map[string]string{"GRAPH_PAGE_SIZE": "5000"}, "GRAPH_PAGE_SIZE"},
+		{"in-call wait", map[string]string{"GRAPH_MAX_INCALL_WAIT": "10"}, "GRAPH_MAX_INCALL_WAIT"},
+		{"request timeout", map[string]string{"GRAPH_REQUEST_TIMEOUT": "-1s"}, "GRAPH_REQUEST_TIMEOUT"},
+		{"queue credential", map[string]string{"ServiceBusConnection__credential": "key"}, "ServiceBusConnection__credential"},
+		{"queue identity without namespace", map[string]string{"ServiceBusConnection__clientId": "c"}, "ServiceBusConnection__fullyQualifiedNamespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := validEnv()
@@ -84,5 +94,48 @@ func TestLoadConfigReportsEveryErrorAtOnce(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), s) {
 			t.Errorf("error %v does not mention %s", err, s)
 		}
+	}
+}
+
+func TestLoadConfigReadsGraphTuningAndQueueIdentity(t *testing.T) {
+	e := validEnv()
+	delete(e, "ServiceBusConnection")
+	e["ServiceBusConnection__fullyQualifiedNamespace"] = "ns.servicebus.windows.net"
+	e["ServiceBusConnection__credential"] = "managedidentity"
+	e["ServiceBusConnection__clientId"] = "client-1"
+	e["GRAPH_PAGE_SIZE"] = "250"
+	e["GRAPH_MAX_INCALL_WAIT"] = "30s"
+	e["GRAPH_REQUEST_TIMEOUT"] = "2m"
+	c, err := LoadConfig(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{c.ServiceBusUseManagedIdentity, c.ServiceBusIdentityClientID, c.GraphPageSize, c.GraphMaxInCallWait, c.GraphRequestTimeout}
+	want := []any{true, "client-1", 250, 30 * time.Second, 2 * time.Minute}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+// TestAdapterErrorsNameTheSettings: the adapters name their Config fields,
+// and the handler turns them into the app settings to fix.
+func TestAdapterErrorsNameTheSettings(t *testing.T) {
+	_, err := graph.New(graph.Config{ClientSecret: "s3cret", ManagedIdentityClientID: "x"})
+	got := graphSettings.name(err).Error()
+	for _, want := range []string{"GRAPH_TENANT_ID is required", "GRAPH_CLIENT_ID is required", "GRAPH_MANAGED_IDENTITY_CLIENT_ID is set but GRAPH_USE_MANAGED_IDENTITY"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("graph error %q does not say %q", got, want)
+		}
+	}
+	if strings.Contains(got, "Config.") || strings.Contains(got, "s3cret") {
+		t.Errorf("graph error %q names a field or leaks the secret", got)
+	}
+	_, err = servicebus.New(servicebus.Config{Namespace: "https://ns/path"})
+	named := serviceBusSettings.name(err)
+	if msg := named.Error(); !strings.Contains(msg, "ServiceBusConnection__fullyQualifiedNamespace") || strings.Contains(msg, "Config.") {
+		t.Errorf("service bus error %q does not name the setting", msg)
+	}
+	if dirsync.ErrorCode(named) != dirsync.EINVALID {
+		t.Errorf("code %q lost in the translation", dirsync.ErrorCode(named))
 	}
 }

@@ -104,10 +104,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.queue, err = servicebus.New(servicebus.Config{
 		ConnectionString: cfg.ServiceBusConnection, Namespace: cfg.ServiceBusNamespace,
-		DevhostURL: cfg.DevhostURL, Queue: "sync-work", Logger: m.Logger.With("component", "servicebus"),
+		UseManagedIdentity: cfg.ServiceBusUseManagedIdentity, ClientID: cfg.ServiceBusIdentityClientID,
+		DevhostURL: cfg.DevhostURL, Queue: servicebus.DefaultQueue, Logger: m.Logger.With("component", "servicebus"),
 	})
 	if err != nil {
-		return fmt.Errorf("service bus: %w", err)
+		return fmt.Errorf("service bus: %w", serviceBusSettings.name(err))
 	}
 	source, graphErr := m.graphSource()
 	m.Engine = &dirsync.Engine{
@@ -186,6 +187,7 @@ func (m *Main) graphSource() (dirsync.Source, error) {
 		CertificatePath: cfg.GraphCertificatePath, CertificatePassword: cfg.GraphCertificatePassword,
 		UseManagedIdentity: cfg.GraphUseManagedIdentity, ManagedIdentityClientID: cfg.GraphIdentityClientID,
 		AuthorityHost: cfg.GraphAuthorityHost, GraphBaseURL: cfg.GraphBaseURL,
+		PageSize: cfg.GraphPageSize, MaxInCallWait: cfg.GraphMaxInCallWait, RequestTimeout: cfg.GraphRequestTimeout,
 		Logger: m.Logger.With("component", "graph"),
 	}
 	if cfg.GraphTrustedCAFile != "" {
@@ -197,6 +199,7 @@ func (m *Main) graphSource() (dirsync.Source, error) {
 	}
 	src, err := graph.New(gc)
 	if err != nil {
+		err = graphSettings.name(err)
 		m.Logger.Error("Microsoft Graph is not configured; syncs will fail until it is", "err", err.Error())
 		return brokenSource{err: err}, err
 	}

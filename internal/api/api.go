@@ -57,7 +57,9 @@ type Config struct {
 	// 200 when every check passes and 503 otherwise. Optional.
 	Health func(ctx context.Context) map[string]error
 	// AdminKeyHashes and SupportKeyHashes are the lower-case hex SHA-256
-	// digests of the function keys that grant each role.
+	// digests of the API keys that grant each role (sent like function
+	// keys, in x-functions-key or ?code=; the Api function is anonymous to
+	// the host, so these are the only keys that count).
 	AdminKeyHashes   []string
 	SupportKeyHashes []string
 	// TrustEasyAuth says App Service Authentication is on
@@ -126,7 +128,7 @@ func New(cfg Config) (*Handler, error) {
 	h.auth.trustEasyAuth = cfg.TrustEasyAuth
 	if len(h.auth.admin) == 0 && !cfg.TrustEasyAuth {
 		h.log.Warn("no admin key is configured and App Service Authentication is off: nobody can change settings or start a sync over the API",
-			"fix", "set ADMIN_KEY_SHA256 to the SHA-256 of the admin function key")
+			"fix", "set ADMIN_KEY_SHA256 to the SHA-256 of an admin API key")
 	}
 	h.routes = h.routeTable()
 	doc, err := h.openAPIDocument()
@@ -386,7 +388,7 @@ func (h *Handler) writeError(w *statusWriter, c *call, err error) {
 }
 
 func (h *Handler) logRequest(r *http.Request, w *statusWriter, c *call, pattern string, start time.Time, note string) {
-	// The path, never the query string: "code" may hold a function key.
+	// The path, never the query string: "code" may hold an API key.
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", w.status, "bytes", w.written,
 		"ms", time.Since(start).Milliseconds(), "requestId", c.requestID}
 	if pattern != "" {

@@ -106,7 +106,7 @@ func TestRoles(t *testing.T) {
 				return
 			}
 			none.want(http.StatusUnauthorized)
-			if _, msg, hint := none.apiError(); !strings.Contains(msg, "function key") || !strings.Contains(hint, "x-functions-key") {
+			if _, msg, hint := none.apiError(); !strings.Contains(msg, "API key") || !strings.Contains(hint, "x-functions-key") {
 				t.Errorf("no key: %q %q", msg, hint)
 			}
 			wrong.want(http.StatusUnauthorized)

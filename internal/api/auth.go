@@ -45,7 +45,7 @@ const (
 // caller is who made a request.
 type caller struct {
 	// Name is recorded in audit rows and runs: the principal's name, or
-	// "key:admin" / "key:support" for function keys. Never a secret.
+	// "key:admin" / "key:support" for API keys. Never a secret.
 	Name string
 	Role access
 	// How says how the caller was identified ("easyauth", "key", "").
@@ -103,7 +103,7 @@ func (a *authenticator) identify(r *http.Request) (caller, error) {
 			best = caller{Name: "key:" + role.String(), Role: role, How: "key"}
 		case role == roleNone && best.How == "":
 			return caller{}, &dirsync.Error{Code: dirsync.EUNAUTHORIZED,
-				Message: "the function key is not an admin or support key of this API",
+				Message: "the key is not an admin or support key of this API",
 				Hint:    "Send the admin or support key in the x-functions-key header (locally, `make run` prints both)."}
 		}
 	}
@@ -202,11 +202,11 @@ func authorize(c caller, need access, trustEasyAuth bool) error {
 		return nil
 	}
 	if c.How == "" {
-		hint := "Send a function key in the x-functions-key header (the admin or support key; locally `make run` prints both)."
+		hint := "Send an API key in the x-functions-key header (the admin or support key; locally `make run` prints both)."
 		if trustEasyAuth {
-			hint = "Sign in (App Service Authentication) with an account that has the EntraSync.Support or EntraSync.Admin app role, or send a function key in the x-functions-key header."
+			hint = "Sign in (App Service Authentication) with an account that has the EntraSync.Support or EntraSync.Admin app role, or send an API key in the x-functions-key header."
 		}
-		return &dirsync.Error{Code: dirsync.EUNAUTHORIZED, Message: "this endpoint needs a signed-in caller or a function key", Hint: hint}
+		return &dirsync.Error{Code: dirsync.EUNAUTHORIZED, Message: "this endpoint needs a signed-in caller or an API key", Hint: hint}
 	}
 	if need == roleAdmin && c.Role == roleSupport {
 		return &dirsync.Error{Code: dirsync.EFORBIDDEN, Message: "this action needs the admin role; you have the support role (read-only)",

@@ -21,9 +21,10 @@
 //     anonymous. The caller is identified by App Service Authentication's
 //     x-ms-client-principal header (only when Config.TrustEasyAuth says the
 //     platform sets it, since anyone can send the header otherwise), with app
-//     roles EntraSync.Admin and EntraSync.Support, or by a function key
+//     roles EntraSync.Admin and EntraSync.Support, or by an API key
 //     (x-functions-key header or code query parameter) whose SHA-256 is
-//     configured for a role. Audit rows and runs record the principal's name
+//     configured for a role. The Api function is anonymous to the Functions
+//     host: this package is the only gate (docs/architecture.md). Audit rows and runs record the principal's name
 //     or "key:admin" / "key:support", never the key.
 //   - Input from outside is checked before use: bodies are size-limited and
 //     decoded strictly (unknown fields, wrong types and trailing data are

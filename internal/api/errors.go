@@ -44,7 +44,7 @@ var fallbackHint = map[dirsync.Code]string{
 	dirsync.ENOTFOUND:        "Check the id; GET /api/runs and GET /api/users list what exists.",
 	dirsync.ECONFLICT:        "Look at the current state (GET /api/status) and try again when it allows this.",
 	dirsync.EPRECONDITION:    "Read the current version again and re-apply your change.",
-	dirsync.EUNAUTHORIZED:    "Check the credentials: the function key, or the function app's storage and Graph settings.",
+	dirsync.EUNAUTHORIZED:    "Check the credentials: the API key or sign-in, or the function app's storage and Graph settings.",
 	dirsync.EFORBIDDEN:       "Ask an admin for the permission or role the message names.",
 	dirsync.ETHROTTLED:       "Wait for the time in Retry-After, then try again.",
 	dirsync.EUNAVAILABLE:     "Try again in a minute; GET /api/health shows what is unreachable.",

@@ -314,7 +314,7 @@ func oneOf(name, v string, allowed ...string) error {
 }
 
 // checkQuery rejects query parameters the route does not know, so a typo
-// (?stauts=failed) is not silently ignored. "code" is the function key.
+// (?stauts=failed) is not silently ignored. "code" is the API key.
 func (c *call) checkQuery(known ...string) error {
 	for name := range c.r.URL.Query() {
 		if name == "code" {

@@ -251,7 +251,8 @@ func TestRepositoryApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Function{
-		{Name: "Api", Kind: KindHTTP, Binding: "req", AuthLevel: "function", Route: "{*path}", Proxied: true},
+		// Anonymous to the host: the API checks its callers itself.
+		{Name: "Api", Kind: KindHTTP, Binding: "req", AuthLevel: "anonymous", Route: "{*path}", Proxied: true},
 		{Name: "Health", Kind: KindHTTP, Binding: "req", AuthLevel: "anonymous", Methods: []string{"GET"}, Route: "health", Proxied: true},
 		{Name: "SyncTimer", Kind: KindTimer, Binding: "timer", Schedule: "0 */5 * * * *"},
 		{Name: "SyncWorker", Kind: KindQueue, Binding: "message", QueueName: "sync-work", Connection: "ServiceBusConnection"},

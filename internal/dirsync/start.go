@@ -133,7 +133,7 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		first.Link = delta.Link
 	}
 	if err := e.send(ctx, first, zeroTime); err != nil {
-		e.failRun(ctx, id, ErrorCode(err), "The first work item could not be queued.", "Check the Service Bus connection (ServiceBusConnection).")
+		e.failRun(ctx, id, ErrorCode(err), "The first work item could not be queued.", "Check that Service Bus is reachable (GET /api/health) and the queue sync-work exists.")
 		return Run{}, fmt.Errorf("start run: %w", err)
 	}
 	e.log().InfoContext(ctx, "run started", "run", id, "mode", mode, "trigger", req.Trigger)

@@ -22,58 +22,55 @@ const (
 	maxPageSize = 999
 )
 
-// Config says how to reach Microsoft Graph and with which credential. The
-// comment on each field names the setting it is read from, and errors from
-// New use the same names.
+// Config says how to reach Microsoft Graph and with which credential. Errors
+// name the fields (Config.TenantID): the handler, which owns the app setting
+// names (handler/config.go), words them as the settings an operator sets.
 type Config struct {
-	// TenantID is the directory (tenant) id (GRAPH_TENANT_ID). Required unless
+	// TenantID is the directory (tenant) id. Required unless
 	// UseManagedIdentity.
 	TenantID string
-	// ClientID is the application (client) id of the app registration
-	// (GRAPH_CLIENT_ID). Required unless UseManagedIdentity.
+	// ClientID is the application (client) id of the app registration.
+	// Required unless UseManagedIdentity.
 	ClientID string
 
 	// Exactly one credential kind must be configured.
 
-	// ClientSecret is the app registration's client secret
-	// (GRAPH_CLIENT_SECRET). Never logged nor put in an error.
+	// ClientSecret is the app registration's client secret. Never logged
+	// nor put in an error.
 	ClientSecret string
 	// CertificatePath is a PEM or PFX file holding the app's certificate and
-	// its private key (GRAPH_CERTIFICATE_PATH).
+	// its private key.
 	CertificatePath string
-	// CertificatePassword unlocks an encrypted PFX (GRAPH_CERTIFICATE_PASSWORD).
+	// CertificatePassword unlocks an encrypted PFX.
 	CertificatePassword string
 	// UseManagedIdentity authenticates as the Azure workload's managed
-	// identity (GRAPH_USE_MANAGED_IDENTITY).
+	// identity.
 	UseManagedIdentity bool
-	// ManagedIdentityClientID selects a user-assigned identity
-	// (GRAPH_MANAGED_IDENTITY_CLIENT_ID); empty means the system-assigned one.
+	// ManagedIdentityClientID selects a user-assigned identity; empty means
+	// the system-assigned one.
 	ManagedIdentityClientID string
 
-	// AuthorityHost is the Entra ID login endpoint (GRAPH_AUTHORITY_HOST),
-	// default DefaultAuthorityHost.
+	// AuthorityHost is the Entra ID login endpoint, default
+	// DefaultAuthorityHost.
 	AuthorityHost string
-	// GraphBaseURL is the Graph endpoint with its version (GRAPH_BASE_URL),
-	// default DefaultGraphBaseURL. Must be https.
+	// GraphBaseURL is the Graph endpoint with its version, default
+	// DefaultGraphBaseURL. Must be https.
 	GraphBaseURL string
-	// TrustedCAPEM is an extra root certificate (PEM) trusted for TLS
-	// (GRAPH_TRUSTED_CA). It is how the local Graph simulator's generated
-	// certificate is trusted, so it is accepted only when both AuthorityHost
+	// TrustedCAPEM is an extra root certificate (PEM) trusted for TLS. It
+	// is how the local Graph simulator's generated certificate is
+	// trusted, so it is accepted only when both AuthorityHost
 	// and GraphBaseURL are loopback addresses: real endpoints are verified
 	// against the system roots alone.
 	TrustedCAPEM []byte
 
 	// PageSize asks Graph for at most this many users per delta page
-	// (GRAPH_PAGE_SIZE, 1..999); a DeltaRequest's own PageSize wins. Zero
-	// leaves it to Graph.
+	// (1..999); a DeltaRequest's own PageSize wins. Zero leaves it to Graph.
 	PageSize int
 	// MaxInCallWait is the longest the adapter sleeps inside one call on
-	// Graph's advice (GRAPH_MAX_INCALL_WAIT), default DefaultMaxInCallWait.
-	// A longer Retry-After is returned to the caller as ETHROTTLED with
+	// Graph's advice, default DefaultMaxInCallWait. A longer Retry-After is returned to the caller as ETHROTTLED with
 	// RetryAfter, so the engine can reschedule instead of holding a worker.
 	MaxInCallWait time.Duration
-	// RequestTimeout bounds one HTTP attempt (GRAPH_REQUEST_TIMEOUT), default
-	// DefaultRequestTimeout.
+	// RequestTimeout bounds one HTTP attempt, default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
 	// Logger receives retry and diagnostic events; nil discards them.
@@ -120,31 +117,31 @@ func validate(cfg Config) (*settings, error) {
 	}
 	switch {
 	case kinds == 0:
-		bad("no Graph credential is configured: set exactly one of GRAPH_CLIENT_SECRET, GRAPH_CERTIFICATE_PATH or GRAPH_USE_MANAGED_IDENTITY")
+		bad("no Graph credential is configured: set exactly one of Config.ClientSecret, Config.CertificatePath or Config.UseManagedIdentity")
 	case kinds > 1:
-		bad("more than one Graph credential is configured: set only one of GRAPH_CLIENT_SECRET, GRAPH_CERTIFICATE_PATH or GRAPH_USE_MANAGED_IDENTITY")
+		bad("more than one Graph credential is configured: set only one of Config.ClientSecret, Config.CertificatePath or Config.UseManagedIdentity")
 	}
 	if cfg.CertificatePassword != "" && cfg.CertificatePath == "" {
-		bad("GRAPH_CERTIFICATE_PASSWORD is set but GRAPH_CERTIFICATE_PATH is not")
+		bad("Config.CertificatePassword is set but Config.CertificatePath is not")
 	}
 	if cfg.ManagedIdentityClientID != "" && !cfg.UseManagedIdentity {
-		bad("GRAPH_MANAGED_IDENTITY_CLIENT_ID is set but GRAPH_USE_MANAGED_IDENTITY is not true")
+		bad("Config.ManagedIdentityClientID is set but Config.UseManagedIdentity is not true")
 	}
 
 	if !cfg.UseManagedIdentity || cfg.TenantID != "" {
 		switch {
 		case cfg.TenantID == "" && !cfg.UseManagedIdentity:
-			bad("GRAPH_TENANT_ID is required: the directory (tenant) id shown on the app registration's overview page in the Entra admin center")
+			bad("Config.TenantID is required: the directory (tenant) id shown on the app registration's overview page in the Entra admin center")
 		case !validTenant(cfg.TenantID):
-			bad("GRAPH_TENANT_ID %q is not a tenant id: use the directory (tenant) id, a GUID, or the tenant's domain name", cfg.TenantID)
+			bad("Config.TenantID %q is not a tenant id: use the directory (tenant) id, a GUID, or the tenant's domain name", cfg.TenantID)
 		}
 	}
 	if !cfg.UseManagedIdentity {
 		switch {
 		case cfg.ClientID == "":
-			bad("GRAPH_CLIENT_ID is required: the application (client) id shown on the app registration's overview page")
+			bad("Config.ClientID is required: the application (client) id shown on the app registration's overview page")
 		case !validClientID(cfg.ClientID):
-			bad("GRAPH_CLIENT_ID %q is not a client id: use the application (client) id, a GUID", cfg.ClientID)
+			bad("Config.ClientID %q is not a client id: use the application (client) id, a GUID", cfg.ClientID)
 		}
 	}
 
@@ -152,7 +149,7 @@ func validate(cfg Config) (*settings, error) {
 		s.AuthorityHost = DefaultAuthorityHost
 	}
 	if u, err := httpsURL(s.AuthorityHost); err != nil {
-		bad("GRAPH_AUTHORITY_HOST %q: %v", s.AuthorityHost, err)
+		bad("Config.AuthorityHost %q: %v", s.AuthorityHost, err)
 	} else {
 		if !strings.HasSuffix(u.Path, "/") {
 			u.Path += "/"
@@ -164,7 +161,7 @@ func validate(cfg Config) (*settings, error) {
 		s.GraphBaseURL = DefaultGraphBaseURL
 	}
 	if u, err := httpsURL(s.GraphBaseURL); err != nil {
-		bad("GRAPH_BASE_URL %q: %v", s.GraphBaseURL, err)
+		bad("Config.GraphBaseURL %q: %v", s.GraphBaseURL, err)
 	} else {
 		u.Path = strings.TrimRight(u.Path, "/")
 		s.graphBase = u
@@ -178,9 +175,9 @@ func validate(cfg Config) (*settings, error) {
 		}
 		switch {
 		case !pool.AppendCertsFromPEM(cfg.TrustedCAPEM):
-			bad("GRAPH_TRUSTED_CA holds no PEM certificate")
+			bad("Config.TrustedCAPEM holds no PEM certificate")
 		case s.authority != nil && s.graphBase != nil && (!isLoopback(s.authority.Hostname()) || !isLoopback(s.graphBase.Hostname())):
-			bad("GRAPH_TRUSTED_CA is only accepted when GRAPH_AUTHORITY_HOST and GRAPH_BASE_URL are loopback addresses (the local Graph simulator); remove it to use Microsoft Graph")
+			bad("Config.TrustedCAPEM is only accepted when Config.AuthorityHost and Config.GraphBaseURL are loopback addresses (the local Graph simulator); remove it to use Microsoft Graph")
 		default:
 			s.roots = pool
 		}
@@ -188,17 +185,17 @@ func validate(cfg Config) (*settings, error) {
 
 	switch {
 	case s.PageSize < 0 || s.PageSize > maxPageSize:
-		bad("GRAPH_PAGE_SIZE %d is out of range: use 1 to %d, or 0 to let Graph choose", s.PageSize, maxPageSize)
+		bad("Config.PageSize %d is out of range: use 1 to %d, or 0 to let Graph choose", s.PageSize, maxPageSize)
 	}
 	switch {
 	case s.MaxInCallWait < 0:
-		bad("GRAPH_MAX_INCALL_WAIT %s is negative", s.MaxInCallWait)
+		bad("Config.MaxInCallWait %s is negative", s.MaxInCallWait)
 	case s.MaxInCallWait == 0:
 		s.MaxInCallWait = DefaultMaxInCallWait
 	}
 	switch {
 	case s.RequestTimeout < 0:
-		bad("GRAPH_REQUEST_TIMEOUT %s is negative", s.RequestTimeout)
+		bad("Config.RequestTimeout %s is negative", s.RequestTimeout)
 	case s.RequestTimeout == 0:
 		s.RequestTimeout = DefaultRequestTimeout
 	}

@@ -131,7 +131,7 @@ func mapError(ctx context.Context, o op, err error, ex *exchange) error {
 		return &dirsync.Error{
 			Code:    dirsync.EINTERNAL,
 			Message: "the TLS certificate of the Graph endpoint is not trusted (" + o.name + ")",
-			Hint:    "Check GRAPH_BASE_URL and GRAPH_AUTHORITY_HOST. For the local Graph simulator, set GRAPH_TRUSTED_CA to its certificate.",
+			Hint:    "Check the Graph base URL and authority host settings. For the local Graph simulator, trust its certificate (make run does).",
 			Err:     err,
 		}
 	}
@@ -225,7 +225,10 @@ func unavailable(o op, cause error, ex *exchange, retryAfter time.Duration) *dir
 	return e
 }
 
-const credentialHint = "Check GRAPH_TENANT_ID, GRAPH_CLIENT_ID and the credential: in the Entra admin center > App registrations > your app > Certificates & secrets, check the client secret or certificate has not expired; if it has, create a new one and update GRAPH_CLIENT_SECRET or GRAPH_CERTIFICATE_PATH."
+// Runtime hints reach the status page as they are, so they say which
+// setting in words (the handler owns the setting names); configuration
+// errors from New name Config fields, which the handler translates.
+const credentialHint = "Check the tenant id, the client id and the credential settings: in the Entra admin center > App registrations > your app > Certificates & secrets, check the client secret or certificate has not expired; if it has, create a new one and update the client secret or certificate setting."
 
 func permissionHint(p permission) string {
 	if p == "" {
@@ -243,7 +246,7 @@ func tokenError(o op, afe *azidentity.AuthenticationFailedError, now time.Time) 
 		return &dirsync.Error{
 			Code:    dirsync.EUNAVAILABLE,
 			Message: "could not get an access token from Entra ID (" + o.name + "): the token endpoint gave no usable answer",
-			Hint:    "Check GRAPH_AUTHORITY_HOST and the network path to it; the work is retried automatically.",
+			Hint:    "Check the authority host setting and the network path to it; the work is retried automatically.",
 			Err:     afe,
 		}
 	}
@@ -274,16 +277,16 @@ func tokenError(o op, afe *azidentity.AuthenticationFailedError, now time.Time) 
 	switch aadCode {
 	case "AADSTS7000215":
 		msg += ": the client secret is wrong"
-		hint = "Copy the secret's Value (not its Secret ID) from Entra admin center > App registrations > your app > Certificates & secrets into GRAPH_CLIENT_SECRET."
+		hint = "Copy the secret's Value (not its Secret ID) from Entra admin center > App registrations > your app > Certificates & secrets into the client secret setting."
 	case "AADSTS7000222":
 		msg += ": the client secret has expired"
-		hint = "Create a new client secret in Entra admin center > App registrations > your app > Certificates & secrets, and update GRAPH_CLIENT_SECRET."
+		hint = "Create a new client secret in Entra admin center > App registrations > your app > Certificates & secrets, and update the client secret setting."
 	case "AADSTS700016":
 		msg += ": no application with this client id exists in the tenant"
-		hint = "Check GRAPH_CLIENT_ID (the application (client) id) and GRAPH_TENANT_ID."
+		hint = "Check the client id setting (the application (client) id) and the tenant id setting."
 	case "AADSTS90002", "AADSTS900023":
 		msg += ": the tenant was not found"
-		hint = "Check GRAPH_TENANT_ID: use the directory (tenant) id from the app registration's overview page."
+		hint = "Check the tenant id setting: use the directory (tenant) id from the app registration's overview page."
 	}
 	return &dirsync.Error{Code: dirsync.EUNAUTHORIZED, Message: msg, Hint: hint, Err: afe}
 }

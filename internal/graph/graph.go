@@ -153,23 +153,23 @@ func newCredential(st *settings, tr *http.Transport) (azcore.TokenCredential, er
 		c, err := azidentity.NewClientSecretCredential(st.TenantID, st.ClientID, st.ClientSecret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: noDiscovery})
 		if err != nil {
-			return nil, fmt.Errorf("graph: client secret credential (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET): %s", scrub(err.Error(), st.ClientSecret))
+			return nil, fmt.Errorf("graph: client secret credential (Config.TenantID, Config.ClientID, Config.ClientSecret): %s", scrub(err.Error(), st.ClientSecret))
 		}
 		return c, nil
 	case credCertificate:
 		data, err := os.ReadFile(st.CertificatePath)
 		if err != nil {
-			return nil, fmt.Errorf("graph: GRAPH_CERTIFICATE_PATH: cannot read %s: %w", st.CertificatePath, err)
+			return nil, fmt.Errorf("graph: Config.CertificatePath: cannot read %s: %w", st.CertificatePath, err)
 		}
 		certs, key, err := azidentity.ParseCertificates(data, []byte(st.CertificatePassword))
 		if err != nil {
-			return nil, fmt.Errorf("graph: GRAPH_CERTIFICATE_PATH: %s does not hold a certificate and its private key (PEM, or PFX with GRAPH_CERTIFICATE_PASSWORD if encrypted): %s",
+			return nil, fmt.Errorf("graph: Config.CertificatePath: %s does not hold a certificate and its private key (PEM, or PFX with Config.CertificatePassword if encrypted): %s",
 				st.CertificatePath, scrub(err.Error(), st.CertificatePassword))
 		}
 		c, err := azidentity.NewClientCertificateCredential(st.TenantID, st.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: noDiscovery})
 		if err != nil {
-			return nil, fmt.Errorf("graph: certificate credential (GRAPH_TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CERTIFICATE_PATH): %w", err)
+			return nil, fmt.Errorf("graph: certificate credential (Config.TenantID, Config.ClientID, Config.CertificatePath): %w", err)
 		}
 		return c, nil
 	default:
@@ -180,7 +180,7 @@ func newCredential(st *settings, tr *http.Transport) (azcore.TokenCredential, er
 		}
 		c, err := azidentity.NewManagedIdentityCredential(mopts)
 		if err != nil {
-			return nil, fmt.Errorf("graph: managed identity credential (GRAPH_USE_MANAGED_IDENTITY, GRAPH_MANAGED_IDENTITY_CLIENT_ID): %w", err)
+			return nil, fmt.Errorf("graph: managed identity credential (Config.UseManagedIdentity, Config.ManagedIdentityClientID): %w", err)
 		}
 		return c, nil
 	}
@@ -243,9 +243,9 @@ func (s *Source) checkLink(link, want string) error {
 	case err != nil || !u.IsAbs():
 		return fmt.Errorf("the stored link is not a URL")
 	case !strings.EqualFold(u.Scheme, "https") || !strings.EqualFold(u.Host, base.Host):
-		return fmt.Errorf("the stored link points to %s, not to the configured Graph endpoint %s (GRAPH_BASE_URL)", u.Scheme+"://"+u.Host, base.Scheme+"://"+base.Host)
+		return fmt.Errorf("the stored link points to %s, not to the configured Graph endpoint %s (the Graph base URL setting)", u.Scheme+"://"+u.Host, base.Scheme+"://"+base.Host)
 	case !strings.HasPrefix(strings.ToLower(u.Path), strings.ToLower(base.Path)+"/"):
-		return fmt.Errorf("the stored link is for %s, not for the configured Graph version %s (GRAPH_BASE_URL)", u.Path, base.Path)
+		return fmt.Errorf("the stored link is for %s, not for the configured Graph version %s (the Graph base URL setting)", u.Path, base.Path)
 	case !strings.Contains(strings.ToLower(u.Path), want):
 		return fmt.Errorf("the stored link is for %s, not for %s", u.Path, strings.Trim(want, "/"))
 	}

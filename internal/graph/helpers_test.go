@@ -33,18 +33,18 @@ func TestValidate(t *testing.T) {
 	}{
 		{"secret", func(*Config) {}, nil},
 		{"no credential", func(c *Config) { c.ClientSecret = "" },
-			[]string{"GRAPH_CLIENT_SECRET, GRAPH_CERTIFICATE_PATH or GRAPH_USE_MANAGED_IDENTITY"}},
+			[]string{"Config.ClientSecret, Config.CertificatePath or Config.UseManagedIdentity"}},
 		{"two credentials", func(c *Config) { c.CertificatePath = "/x.pem" }, []string{"more than one Graph credential"}},
 		{"managed identity needs no ids", func(c *Config) {
 			*c = Config{UseManagedIdentity: true, ManagedIdentityClientID: "00000000-0000-0000-0000-000000000001"}
 		}, nil},
 		{"missing tenant and client", func(c *Config) { c.TenantID, c.ClientID = "", "" },
-			[]string{"GRAPH_TENANT_ID is required", "GRAPH_CLIENT_ID is required"}},
-		{"tenant with a slash", func(c *Config) { c.TenantID = "a/b" }, []string{"GRAPH_TENANT_ID"}},
-		{"http authority", func(c *Config) { c.AuthorityHost = "http://127.0.0.1:1/" }, []string{"GRAPH_AUTHORITY_HOST", "https"}},
-		{"http graph", func(c *Config) { c.GraphBaseURL = "http://graph.microsoft.com/v1.0" }, []string{"GRAPH_BASE_URL", "https"}},
-		{"graph with query", func(c *Config) { c.GraphBaseURL = "https://graph.microsoft.com/v1.0?x=1" }, []string{"GRAPH_BASE_URL"}},
-		{"trusted CA for a real host", func(c *Config) { c.TrustedCAPEM = testCAPEM(t) }, []string{"GRAPH_TRUSTED_CA", "loopback"}},
+			[]string{"Config.TenantID is required", "Config.ClientID is required"}},
+		{"tenant with a slash", func(c *Config) { c.TenantID = "a/b" }, []string{"Config.TenantID"}},
+		{"http authority", func(c *Config) { c.AuthorityHost = "http://127.0.0.1:1/" }, []string{"Config.AuthorityHost", "https"}},
+		{"http graph", func(c *Config) { c.GraphBaseURL = "http://graph.microsoft.com/v1.0" }, []string{"Config.GraphBaseURL", "https"}},
+		{"graph with query", func(c *Config) { c.GraphBaseURL = "https://graph.microsoft.com/v1.0?x=1" }, []string{"Config.GraphBaseURL"}},
+		{"trusted CA for a real host", func(c *Config) { c.TrustedCAPEM = testCAPEM(t) }, []string{"Config.TrustedCAPEM", "loopback"}},
 		{"trusted CA for loopback", func(c *Config) {
 			c.TrustedCAPEM = testCAPEM(t)
 			c.AuthorityHost, c.GraphBaseURL = "https://127.0.0.1:9/", "https://127.0.0.1:9/v1.0"
@@ -52,9 +52,9 @@ func TestValidate(t *testing.T) {
 		{"trusted CA not PEM", func(c *Config) {
 			c.TrustedCAPEM = []byte("nope")
 			c.AuthorityHost, c.GraphBaseURL = "https://127.0.0.1:9/", "https://127.0.0.1:9/v1.0"
-		}, []string{"GRAPH_TRUSTED_CA holds no PEM"}},
-		{"page size", func(c *Config) { c.PageSize = 5000 }, []string{"GRAPH_PAGE_SIZE"}},
-		{"negative wait", func(c *Config) { c.MaxInCallWait = -time.Second }, []string{"GRAPH_MAX_INCALL_WAIT"}},
+		}, []string{"Config.TrustedCAPEM holds no PEM"}},
+		{"page size", func(c *Config) { c.PageSize = 5000 }, []string{"Config.PageSize"}},
+		{"negative wait", func(c *Config) { c.MaxInCallWait = -time.Second }, []string{"Config.MaxInCallWait"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -392,7 +392,7 @@ func TestMapError(t *testing.T) {
 		{"attempt timeout", usersOp, &transportError{timeout: true, err: errAttemptTimeout}, nil,
 			want{Code: dirsync.EUNAVAILABLE, InMessage: "did not answer in time"}},
 		{"wrong secret", usersOp, authErr(401, `{"error":"invalid_client","error_codes":[7000215]}`), nil,
-			want{Code: dirsync.EUNAUTHORIZED, InMessage: "AADSTS7000215", InHint: "GRAPH_CLIENT_SECRET"}},
+			want{Code: dirsync.EUNAUTHORIZED, InMessage: "AADSTS7000215", InHint: "client secret setting"}},
 		{"token endpoint throttles", usersOp, authErr(429, `{}`), nil,
 			want{Code: dirsync.ETHROTTLED, RetryAfter: defaultThrottleWait}},
 		{"token endpoint unreachable", usersOp, &azidentity.AuthenticationFailedError{}, nil,

@@ -486,7 +486,7 @@ func TestWrongSecret(t *testing.T) {
 			t.Errorf("the %s contains a secret: %s", what, text)
 		}
 	}
-	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "GRAPH_CLIENT_SECRET") {
+	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "client secret setting") {
 		t.Errorf("hint %q does not say which setting to fix", hint)
 	}
 	if n := requests(sim, graphsim.RouteUsersDelta); n != 0 {
@@ -742,8 +742,8 @@ func TestCertificateCredential(t *testing.T) {
 	mustDo(t, os.WriteFile(bad, []byte("not a certificate"), 0o600))
 	for _, p := range []string{bad, dir + "/missing.pem"} {
 		_, err := New(Config{TenantID: "t", ClientID: "c", CertificatePath: p, CertificatePassword: "pw-123"})
-		if err == nil || !strings.Contains(err.Error(), "GRAPH_CERTIFICATE_PATH") || strings.Contains(err.Error(), "pw-123") {
-			t.Errorf("New with certificate %s: %v; want an error naming GRAPH_CERTIFICATE_PATH without the password", p, err)
+		if err == nil || !strings.Contains(err.Error(), "Config.CertificatePath") || strings.Contains(err.Error(), "pw-123") {
+			t.Errorf("New with certificate %s: %v; want an error naming Config.CertificatePath without the password", p, err)
 		}
 	}
 }

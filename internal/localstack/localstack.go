@@ -64,9 +64,13 @@ type Stack struct {
 	Host    *devhost.Host
 	Graph   *graphsim.Server
 	Azurite *azurite.Instance // nil when Options.StorageConnectionString was given
-	// AdminKey and SupportKey are function keys of the Api function that the
-	// handler maps to the admin and support roles.
+	// AdminKey and SupportKey are the API's keys: the Api function is
+	// anonymous to the host, and the handler maps these keys to the admin
+	// and support roles by their SHA-256 (ADMIN_KEY_SHA256,
+	// SUPPORT_KEY_SHA256), as in Azure.
 	AdminKey, SupportKey string
+	// MasterKey is the local host's master key, which is no API key.
+	MasterKey string
 
 	tmp    string
 	client *http.Client
@@ -128,8 +132,7 @@ func Start(ctx context.Context, opt Options) (s *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.AdminKey, s.SupportKey = randomKey(), randomKey()
-	keys.Function = map[string]map[string]string{"Api": {"admin": s.AdminKey, "support": s.SupportKey}}
+	s.AdminKey, s.SupportKey, s.MasterKey = randomKey(), randomKey(), keys.Master
 
 	gc := s.Graph.Config()
 	settings := map[string]string{

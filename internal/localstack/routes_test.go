@@ -1,6 +1,7 @@
 package localstack_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,8 +13,12 @@ import (
 )
 
 // TestEveryRouteThroughTheHostWithBothRoles calls every API route through
-// the local Functions host: no key is refused by the host, support may read
-// and is refused every write naming the admin role, admin reads everything.
+// the local Functions host. The Api function is anonymous to the host (see
+// docs/architecture.md, "The API's authentication"), so the API itself must
+// refuse every route but /api/health without credentials: no key, a forged
+// x-ms-client-principal while App Service Authentication is off, and the
+// host's master key (which is no API key) are all 401. Support may read and
+// is refused every write naming the admin role; admin reads everything.
 func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
 	e := start(t, graphsim.Config{Users: 40, Seed: 21, PageSize: 20}, devhost.Options{})
 	run := e.sync(false)
@@ -43,8 +48,19 @@ func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
 				}
 				return
 			}
+			if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"unauthorized"`) {
+				t.Errorf("no key: %d %s, want 401 from the API", resp.StatusCode, body)
+			}
+			forged := http.Header{"X-Ms-Client-Principal": {forgedAdminPrincipal}}
+			resp, body, err = e.stack.Do(e.ctx, "", rt.Method, path, nil, forged)
+			must(t, err)
 			if resp.StatusCode != http.StatusUnauthorized {
-				t.Errorf("no key: %d, want 401 from the host", resp.StatusCode)
+				t.Errorf("forged principal with Easy Auth off: %d %s, want 401", resp.StatusCode, body)
+			}
+			resp, body, err = e.stack.Do(e.ctx, e.stack.MasterKey, rt.Method, path, nil, nil)
+			must(t, err)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the host's master key: %d %s, want 401 (it is no API key)", resp.StatusCode, body)
 			}
 			resp, body, err = e.stack.Do(e.ctx, e.stack.SupportKey, rt.Method, path, nil, nil)
 			must(t, err)
@@ -122,3 +138,9 @@ func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
 		}
 	}
 }
+
+// forgedAdminPrincipal is an x-ms-client-principal claiming the admin app
+// role, as a client could send it: only App Service Authentication may set
+// that header, so with it off the API must not believe it.
+var forgedAdminPrincipal = base64.StdEncoding.EncodeToString([]byte(
+	`{"auth_typ":"aad","claims":[{"typ":"roles","val":"EntraSync.Admin"},{"typ":"name","val":"mallory"}],"name_typ":"name","role_typ":"roles"}`))

@@ -19,7 +19,7 @@ import (
 
 // LocalSender sends to the local Functions host's in-process queue:
 //
-//	POST {ENTRASYNC_DEVHOST_URL}/_devhost/queues/{queue}/messages
+//	POST {Config.DevhostURL}/_devhost/queues/{queue}/messages
 //	{"messageId":"...","body":"<body as a string>","scheduledEnqueueTimeUtc":"<RFC 3339>"}
 //
 // answered 201 Created, or 200 when the host saw the id within its
@@ -47,7 +47,7 @@ func NewLocalSender(cfg Config) (*LocalSender, error) {
 	}
 	u, err := url.Parse(cfg.DevhostURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, configError("%s %q is not a URL like http://127.0.0.1:7071", SettingDevhostURL, cfg.DevhostURL)
+		return nil, configError("Config.DevhostURL %q is not a URL like http://127.0.0.1:7071", cfg.DevhostURL)
 	}
 	client := cfg.HTTPClient
 	if client == nil {
@@ -88,7 +88,7 @@ func (s *LocalSender) Send(ctx context.Context, m dirsync.Message) error {
 		}
 		return &dirsync.Error{Code: dirsync.EUNAVAILABLE, Err: err,
 			Message: "local host: " + op + ": the local Functions host does not answer",
-			Hint:    "check that the local host (make run) is running at " + SettingDevhostURL}
+			Hint:    "check that the local host (make run) is running at the URL the handler was given"}
 	}
 	defer resp.Body.Close()
 	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

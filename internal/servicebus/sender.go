@@ -36,34 +36,33 @@ func NewSender(cfg Config) (*Sender, error) {
 	var err error
 	switch {
 	case cfg.ConnectionString != "" && cfg.Namespace != "":
-		return nil, configError("both %s and %s are set; set only one", SettingConnection, SettingNamespace)
+		return nil, configError("both Config.ConnectionString and Config.Namespace are set; set only one")
 	case cfg.ConnectionString != "":
 		if cfg.UseManagedIdentity || cfg.ClientID != "" {
-			return nil, configError("%s and %s apply only with %s, not with a connection string", SettingCredential, SettingClientID, SettingNamespace)
+			return nil, configError("Config.UseManagedIdentity and Config.ClientID apply only with Config.Namespace, not with a connection string")
 		}
 		if err := checkConnectionString(cfg.ConnectionString); err != nil {
 			return nil, err
 		}
 		client, err = azservicebus.NewClientFromConnectionString(cfg.ConnectionString, opts)
 		if err != nil {
-			return nil, configError("%s could not be used (%s)", SettingConnection, safeSDKMessage(err))
+			return nil, configError("Config.ConnectionString could not be used (%s)", safeSDKMessage(err))
 		}
 	case cfg.Namespace != "":
 		ns := strings.TrimSuffix(strings.TrimPrefix(cfg.Namespace, "sb://"), "/")
 		if ns == "" || strings.ContainsAny(ns, "/:?;= ") {
-			return nil, configError("%s %q is not a host name like <namespace>.servicebus.windows.net", SettingNamespace, cfg.Namespace)
+			return nil, configError("Config.Namespace %q is not a host name like <namespace>.servicebus.windows.net", cfg.Namespace)
 		}
 		cred, cerr := azure.Credential(cfg.UseManagedIdentity, cfg.ClientID)
 		if cerr != nil {
-			return nil, configError("identity for %s: %v", SettingNamespace, cerr)
+			return nil, configError("identity for Config.Namespace: %v", cerr)
 		}
 		client, err = azservicebus.NewClient(ns, cred, opts)
 		if err != nil {
-			return nil, configError("%s %q could not be used (%s)", SettingNamespace, cfg.Namespace, safeSDKMessage(err))
+			return nil, configError("Config.Namespace %q could not be used (%s)", cfg.Namespace, safeSDKMessage(err))
 		}
 	default:
-		return nil, configError("neither %s nor %s is set (and %s is not set either, so this is not a local run); set one to say where the %q queue is",
-			SettingConnection, SettingNamespace, SettingDevhostURL, cfg.Queue)
+		return nil, configError("neither Config.ConnectionString nor Config.Namespace is set (and Config.DevhostURL is not set either, so this is not a local run); set one to say where the %q queue is", cfg.Queue)
 	}
 	sender, err := client.NewSender(cfg.Queue, nil)
 	if err != nil {
@@ -130,8 +129,10 @@ var serviceBus = &azure.Service{
 	Account:  "the namespace",
 	Server:   "the namespace",
 	Endpoint: "the namespace name",
-	CredentialHint: "check the key in " + SettingConnection + ", or, with a managed identity (" + SettingNamespace + "), " +
-		"its Azure Service Bus Data Sender role on the namespace",
+	// Runtime hints reach the status page unchanged, so they name no
+	// Config field: they say which setting in words.
+	CredentialHint: "check the key in the Service Bus connection string, or, with a managed identity, " +
+		"its Azure Service Bus Data Sender role on the queue or the namespace",
 }
 
 // translate maps SDK errors to domain errors (see azure.Service.Translate).

@@ -36,30 +36,22 @@ const (
 	maxMessageIDLen = 128
 )
 
-// Setting names as the Functions host (and so the app settings) spell them;
-// configuration errors name these.
-const (
-	SettingConnection = "ServiceBusConnection"
-	SettingNamespace  = "ServiceBusConnection__fullyQualifiedNamespace"
-	SettingCredential = "ServiceBusConnection__credential"
-	SettingClientID   = "ServiceBusConnection__clientId"
-	SettingDevhostURL = "ENTRASYNC_DEVHOST_URL"
-)
-
 // Config says where messages go. With DevhostURL set, to the local host;
 // otherwise to Service Bus, by ConnectionString or by Namespace with an Azure
-// AD identity.
+// AD identity. Configuration errors name the fields (Config.Namespace); the
+// handler, which owns the app setting names, words them as settings.
 type Config struct {
-	// DevhostURL is ENTRASYNC_DEVHOST_URL, e.g. http://127.0.0.1:7071.
+	// DevhostURL is the local host's URL, e.g. http://127.0.0.1:7071.
 	DevhostURL string
-	// ConnectionString is the ServiceBusConnection setting.
+	// ConnectionString is a Service Bus connection string.
 	ConnectionString string
-	// Namespace is ServiceBusConnection__fullyQualifiedNamespace,
+	// Namespace is the fully qualified namespace,
 	// <namespace>.servicebus.windows.net.
 	Namespace string
-	// UseManagedIdentity is ServiceBusConnection__credential = managedidentity.
+	// UseManagedIdentity authenticates with the managed identity only (the
+	// host's <connection>__credential = managedidentity).
 	UseManagedIdentity bool
-	// ClientID is ServiceBusConnection__clientId (a user-assigned identity).
+	// ClientID picks a user-assigned managed identity.
 	ClientID string
 	// Queue defaults to "sync-work".
 	Queue string
@@ -130,7 +122,7 @@ func validQueue(s string) bool {
 
 func configError(format string, args ...any) error {
 	return dirsync.Errorf(dirsync.EINVALID, "queue config: "+format, args...).
-		WithHint("fix the app settings (" + SettingConnection + " or " + SettingNamespace + ") and restart the app")
+		WithHint("fix the Service Bus app settings (the connection string, or the namespace for the managed identity) and restart the app")
 }
 
 // checkMessage applies the limits both senders share.
@@ -170,16 +162,16 @@ func scheduled(m dirsync.Message) *time.Time {
 func checkConnectionString(cs string) error {
 	fields, err := azure.ParseConnectionString(cs)
 	if err != nil {
-		return configError("%s is malformed: %v", SettingConnection, err)
+		return configError("Config.ConnectionString is malformed: %v", err)
 	}
 	endpoint := fields.ValueFold("Endpoint")
 	u, err := url.Parse(endpoint)
 	if endpoint == "" || err != nil || u.Scheme != "sb" || u.Host == "" {
-		return configError("%s has no Endpoint=sb://<namespace>.servicebus.windows.net/", SettingConnection)
+		return configError("Config.ConnectionString has no Endpoint=sb://<namespace>.servicebus.windows.net/")
 	}
 	hasKey := fields.ValueFold("SharedAccessKeyName") != "" && fields.ValueFold("SharedAccessKey") != ""
 	if !hasKey && fields.ValueFold("SharedAccessSignature") == "" {
-		return configError("%s has no SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); copy it from the namespace's Shared access policies, or use %s with a managed identity", SettingConnection, SettingNamespace)
+		return configError("Config.ConnectionString has no SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature); copy it from the namespace's Shared access policies, or use Config.Namespace with a managed identity")
 	}
 	return nil
 }

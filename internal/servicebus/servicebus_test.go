@@ -232,15 +232,15 @@ func TestConfigErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"nothing", Config{}, SettingConnection},
-		{"both", Config{ConnectionString: testConn, Namespace: "a.servicebus.windows.net"}, SettingNamespace},
+		{"nothing", Config{}, "Config.ConnectionString"},
+		{"both", Config{ConnectionString: testConn, Namespace: "a.servicebus.windows.net"}, "Config.Namespace"},
 		{"no endpoint", Config{ConnectionString: "SharedAccessKeyName=a;SharedAccessKey=s3cretKEY"}, "Endpoint"},
 		{"http endpoint", Config{ConnectionString: "Endpoint=https://a/;SharedAccessKeyName=a;SharedAccessKey=s3cretKEY"}, "Endpoint"},
 		{"no key", Config{ConnectionString: "Endpoint=sb://a.servicebus.windows.net/;SharedAccessKeyName=a"}, "SharedAccessKey"},
-		{"malformed", Config{ConnectionString: "Endpoint=sb://a/;s3cretKEY"}, SettingConnection},
-		{"identity with string", Config{ConnectionString: testConn, UseManagedIdentity: true}, SettingCredential},
-		{"bad namespace", Config{Namespace: "https://a.servicebus.windows.net/path"}, SettingNamespace},
-		{"bad devhost", Config{DevhostURL: "127.0.0.1:7071"}, SettingDevhostURL},
+		{"malformed", Config{ConnectionString: "Endpoint=sb://a/;s3cretKEY"}, "Config.ConnectionString"},
+		{"identity with string", Config{ConnectionString: testConn, UseManagedIdentity: true}, "Config.UseManagedIdentity"},
+		{"bad namespace", Config{Namespace: "https://a.servicebus.windows.net/path"}, "Config.Namespace"},
+		{"bad devhost", Config{DevhostURL: "127.0.0.1:7071"}, "Config.DevhostURL"},
 		{"bad queue", Config{ConnectionString: testConn, Queue: "a queue"}, "queue name"},
 		{"negative size", Config{ConnectionString: testConn, MaxMessageBytes: -1}, "MaxMessageBytes"},
 	}
@@ -290,8 +290,8 @@ func TestTranslate(t *testing.T) {
 	if msg := dirsync.ErrorMessage(refused); !strings.Contains(msg, "the namespace refused the app's credentials") {
 		t.Errorf("unauthorized: message %q does not say the namespace refused the app's credentials", msg)
 	}
-	if hint := dirsync.ErrorHint(refused); !strings.Contains(hint, SettingConnection) {
-		t.Errorf("unauthorized: hint %q does not name %s", hint, SettingConnection)
+	if hint := dirsync.ErrorHint(refused); !strings.Contains(hint, "connection string") || !strings.Contains(hint, "Data Sender") {
+		t.Errorf("unauthorized: hint %q does not name the connection string and the role", hint)
 	}
 }
 

@@ -15,7 +15,7 @@ var tableStorage = &azure.Service{
 	Account:  "the storage account",
 	Server:   "the storage service",
 	Endpoint: "the table endpoint",
-	CredentialHint: "check the account key in STORAGE_CONNECTION_STRING (or AzureWebJobsStorage), or, with a managed identity, " +
+	CredentialHint: "check the account key in the storage connection string, or, with a managed identity, " +
 		"its role assignment on the storage account (Storage Table Data Contributor) and the account's network rules",
 }
 

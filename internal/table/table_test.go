@@ -650,8 +650,8 @@ func TestPing(t *testing.T) {
 	if msg := dirsync.ErrorMessage(err); !strings.Contains(msg, "the storage account refused the app's credentials") {
 		t.Errorf("Ping with a wrong key: message %q does not say the storage account refused the app's credentials", msg)
 	}
-	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "STORAGE_CONNECTION_STRING") || !strings.Contains(hint, "role assignment") {
-		t.Errorf("Ping with a wrong key: hint %q does not name STORAGE_CONNECTION_STRING and the role assignment", hint)
+	if hint := dirsync.ErrorHint(err); !strings.Contains(hint, "storage connection string") || !strings.Contains(hint, "role assignment") {
+		t.Errorf("Ping with a wrong key: hint %q does not name the storage connection string and the role assignment", hint)
 	}
 	if strings.Contains(err.Error(), "d3Jvbmcga2V5") {
 		t.Errorf("error leaks the key: %v", err)
