@@ -48,7 +48,7 @@ test: install vet fuzz | $(BIN)
 ## (FUZZTIME each; part of make test).
 FUZZTIME ?= 3s
 fuzz:
-	@for f in FuzzDecodeWorkItem FuzzDecodeSettings FuzzEscapeKey; do \
+	@for f in FuzzDecodeWorkItem FuzzDecodeSettings FuzzEscapeKey FuzzUserAttributes; do \
 	  $(GO) test ./internal/dirsync/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 ## simulate: the engine's deterministic simulator over many seeds, for

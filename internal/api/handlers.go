@@ -69,8 +69,8 @@ type statusResponse struct {
 	ActiveRun *runProgress `json:"activeRun,omitempty"`
 	// DeltaTokenAgeSeconds is how old the saved delta token is.
 	DeltaTokenAgeSeconds *int64 `json:"deltaTokenAgeSeconds,omitempty"`
-	// DirectoryUsersNote explains the count: it is kept by full and delta
-	// runs and is not split by status (that would need a table scan).
+	// DirectoryUsersNote explains the count: it is what the last successful
+	// run counted at its end, by status in userCounts.
 	DirectoryUsersNote string         `json:"directoryUsersNote"`
 	Actions            []statusAction `json:"actions"`
 }
@@ -105,7 +105,7 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 	}
 	now := h.now()
 	res := statusResponse{Status: st, Actions: []statusAction{},
-		DirectoryUsersNote: "Users in the directory after the last finished run (active, duplicate and skipped rows alike); userCounts breaks them down by status."}
+		DirectoryUsersNote: "Users in the directory as counted at the end of the last successful run (active, duplicate and skipped rows alike); userCounts breaks them down by status. A run in progress is not counted yet."}
 	if a := st.ActiveRun; a != nil {
 		p := &runProgress{Run: *a}
 		if el := now.Sub(a.StartedAt); el > 0 {
@@ -130,6 +130,13 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 					{Description: "review the pending deletions", Method: "GET", Path: "/api/runs/" + id + "/deletions"},
 					{Description: "apply them", Method: "POST", Path: "/api/runs/" + id + "/deletions/approve"},
 					{Description: "keep those users and finish the run", Method: "POST", Path: "/api/runs/" + id + "/deletions/reject"},
+				}
+			}
+		case dirsync.ActionRunStalled:
+			if st.ActiveRun != nil {
+				sa.Requests = []actionRequest{
+					{Description: "replace it with a new sync now", Method: "POST", Path: "/api/sync"},
+					{Description: "or cancel it", Method: "POST", Path: "/api/runs/" + st.ActiveRun.ID + "/cancel"},
 				}
 			}
 		case dirsync.ActionSyncDisabled:

@@ -21,45 +21,34 @@ func waiterKey(email, userID string) string { return "w|" + EscapeKey(email) + "
 // owner's row is not written yet (pages write users in one batch at their
 // end, after claiming).
 func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) (string, error) {
-	pk, rk := Bucket(email), claimKey(email)
-	props := map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
-	for range 5 {
-		_, err := e.Store.Insert(ctx, TableEmails, Entity{PartitionKey: pk, RowKey: rk, Props: props})
-		if err == nil {
-			return userID, nil
+	owner := userID
+	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
+		owner = userID
+		if exists {
+			cur := ent.Str("owner")
+			if cur == userID {
+				return errSkipWrite
+			}
+			if ent.Int("runSeq") == run.Seq {
+				owner = cur
+				return errSkipWrite
+			}
+			holds, err := e.holdsEmail(ctx, cur, email)
+			if err != nil {
+				return err
+			}
+			if holds {
+				owner = cur
+				return errSkipWrite
+			}
 		}
-		if !IsCode(err, ECONFLICT) {
-			return "", fmt.Errorf("claim email: %w", err)
-		}
-		claim, err := e.Store.Get(ctx, TableEmails, pk, rk)
-		if IsCode(err, ENOTFOUND) {
-			continue // released meanwhile: try again
-		}
-		if err != nil {
-			return "", fmt.Errorf("claim email: %w", err)
-		}
-		owner := claim.Str("owner")
-		if owner == userID {
-			return userID, nil
-		}
-		if claim.Int("runSeq") == run.Seq {
-			return owner, nil
-		}
-		holds, err := e.holdsEmail(ctx, owner, email)
-		if err != nil {
-			return "", err
-		}
-		if holds {
-			return owner, nil
-		}
-		claim.Props = props
-		if _, err := e.Store.Replace(ctx, TableEmails, claim); err == nil {
-			return userID, nil
-		} else if !IsCode(err, EPRECONDITION) && !IsCode(err, ENOTFOUND) {
-			return "", fmt.Errorf("claim email: %w", err)
-		}
+		ent.Props = map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("claim email: %w", err)
 	}
-	return "", Errorf(EUNAVAILABLE, "could not claim an email: too much contention")
+	return owner, nil
 }
 
 // verifyClaim checks, with one read, that an active user keeping its email

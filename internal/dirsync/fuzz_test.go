@@ -1,10 +1,12 @@
 package dirsync_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
 	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
 )
 
 // The decoders the engine reads from outside: queue messages, settings
@@ -76,4 +78,30 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// FuzzUserAttributes feeds arbitrary Graph values through the mapping into a
+// directory row: the run must succeed, and every user is either stored (cut
+// where too long) or skipped with a reason, never failing the page.
+func FuzzUserAttributes(f *testing.F) {
+	f.Add("User 1", "user1@contoso.example", "Engineer")
+	f.Add("", "a\u0085b@x", "\x00\xff")
+	f.Add("x", "a/b#c?d\\e%f|g@example.com", "")
+	f.Fuzz(func(t *testing.T, name, mail, title string) {
+		e := dirsynctest.NewEngine(t)
+		p := dirsynctest.Person(1)
+		p["displayName"], p["mail"], p["jobTitle"] = name, mail, title
+		e.Source.Put(dirsynctest.UserID(1), p)
+		run := e.Sync(dirsynctest.DrainOptions{})
+		if run.Status != dirsync.RunSucceeded && !(run.Status == dirsync.RunFailed && run.Counters.Skipped == 1) {
+			t.Fatalf("run %s: %s", run.Status, run.Error)
+		}
+		u, err := e.Engine.GetUser(context.Background(), dirsynctest.UserID(1))
+		if err != nil {
+			t.Fatalf("user not stored: %v", err)
+		}
+		if u.Status == dirsync.StatusSkipped && u.Reason == "" {
+			t.Fatalf("skipped without a reason")
+		}
+	})
 }
