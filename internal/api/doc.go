@@ -25,6 +25,12 @@
 //     (x-functions-key header or code query parameter) whose SHA-256 is
 //     configured for a role. Audit rows and runs record the principal's name
 //     or "key:admin" / "key:support", never the key.
+//   - Writes (POST, PUT) must not be forgeable from another site, since the
+//     Easy Auth session is a cookie the browser sends along: each needs the
+//     x-functions-key header or Content-Type: application/json (which a
+//     cross-site form cannot send) and must not say it comes from another
+//     site (Sec-Fetch-Site, else Origin); see csrf.go. GET /api/me tells the
+//     admin console who the caller is.
 //   - Input from outside is checked before use: bodies are size-limited and
 //     decoded strictly (unknown fields, wrong types and trailing data are
 //     rejected naming the field), ids must have the shape of a run id or an
