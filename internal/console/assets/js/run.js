@@ -48,7 +48,7 @@ export function render(ctx) {
         r.restarts ? [h('dt', {}, 'Restarts'), h('dd', {}, num(r.restarts))] : null,
         r.pendingDeletions ? [h('dt', {}, 'Pending deletions'), h('dd', {}, num(r.pendingDeletions))] : null,
         h('dt', {}, 'Log blob'), h('dd', {}, h('code', {}, r.logName || '—'))),
-      r.error ? h('div', { class: 'error-box', role: 'note' }, h('p', {}, h('strong', {}, 'Error', r.errorCode ? ` (${r.errorCode})` : '', ': '), r.error), r.hint ? h('p', {}, h('strong', {}, 'What to do: '), r.hint) : null) : null,
+      r.error ? h('div', { class: r.status === 'blocked' ? 'banner banner-warn' : 'error-box', role: 'note' }, h('p', {}, h('strong', {}, r.status === 'blocked' ? 'Waiting' : 'Error', r.errorCode && r.status !== 'blocked' ? ` (${r.errorCode})` : '', ': '), r.error), r.hint ? h('p', {}, h('strong', {}, 'What to do: '), r.hint) : null) : null,
       counters(r.counters)));
   }
 
