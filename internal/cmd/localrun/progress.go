@@ -24,19 +24,26 @@ type runState struct {
 	} `json:"counters"`
 }
 
-// watch polls the run until it finishes, showing its progress.
+// watch polls the run until it finishes, showing its progress. Live
+// counters come from GET /api/status (its activeRun adds up the pages done
+// so far); the run's own row has them once it finished.
 func watch(ctx context.Context, stack *localstack.Stack, id string, p *progress) (runState, error) {
 	var failingSince time.Time
 	for {
-		var env struct{ Run runState }
-		code, err := stack.Call(ctx, stack.AdminKey, http.MethodGet, "/runs/"+id, nil, &env)
+		var st struct{ ActiveRun *runState }
+		code, err := stack.Call(ctx, stack.AdminKey, http.MethodGet, "/status", nil, &st)
+		if err == nil && code == http.StatusOK && (st.ActiveRun == nil || st.ActiveRun.ID != id || st.ActiveRun.Status != "running") {
+			var env struct{ Run runState }
+			code, err = stack.Call(ctx, stack.AdminKey, http.MethodGet, "/runs/"+id, nil, &env)
+			st.ActiveRun = &env.Run
+		}
 		switch {
 		case err == nil && code == http.StatusOK:
 			failingSince = time.Time{}
-			p.show(env.Run)
-			if env.Run.Status != "running" {
+			p.show(*st.ActiveRun)
+			if st.ActiveRun.Status != "running" {
 				p.done()
-				return env.Run, nil
+				return *st.ActiveRun, nil
 			}
 		case err == nil && code < 500:
 			return runState{}, fmt.Errorf("GET /api/runs/%s: %d", id, code)
@@ -52,7 +59,7 @@ func watch(ctx context.Context, stack *localstack.Stack, id string, p *progress)
 		select {
 		case <-ctx.Done():
 			return runState{}, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(400 * time.Millisecond):
 		}
 	}
 }
@@ -122,6 +129,8 @@ func (p *progress) line(r runState, elapsed time.Duration) string {
 		left = r.Phase
 	case rate > 0 && seen < p.total:
 		left = "about " + (time.Duration(float64(p.total-seen)/rate) * time.Second).Round(time.Second).String() + " left"
+	case seen >= p.total:
+		left = "reading the last pages"
 	}
 	return fmt.Sprintf("%s %3.0f%%  pages %d  users %d/%d  %.0f users/s  %s", bar, frac*100, r.PagesDone, seen, p.total, rate, left)
 }

@@ -74,6 +74,17 @@ async function goto(page, hash) {
   await page.locator('main h1').first().waitFor();
 }
 
+// unlabelled lists the visible form controls without an accessible name:
+// every input, select and textarea needs a label a screen reader can say.
+async function checkLabels(page, where) {
+  const bad = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')].filter((el) => {
+    if (el.type === 'hidden' || el.hidden || el.closest('[hidden]') || el.offsetParent === null) return false;
+    if (el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')) return false;
+    return !(el.labels && el.labels.length);
+  }).map((el) => el.outerHTML.slice(0, 80)));
+  assert(bad.length === 0, `${where}: controls without a label: ${bad.join(' | ')}`);
+}
+
 async function counter(scope, name) {
   return Number((await scope.locator(`[data-counter="${name}"]`).first().textContent()).replace(/[^0-9]/g, ''));
 }
@@ -90,6 +101,7 @@ try {
     const seen = await counter(last, 'seen');
     assert(seen === EXPECT_SEEN, `last run seen ${seen}, want ${EXPECT_SEEN}`);
     assert(await counter(last, 'added') > 0, 'added > 0');
+    await checkLabels(page, 'overview');
     await shot(page, 'overview');
   });
 
@@ -119,6 +131,7 @@ try {
     await shot(page, 'user-xss');
     await goto(page, '#/users');
     await page.locator('a.user-link').first().waitFor();
+    await checkLabels(page, 'directory');
     await shot(page, 'directory');
   });
 
@@ -149,6 +162,7 @@ try {
   await step('open the run, filter its log, download the CSV and the link', page, async () => {
     await goto(page, '#/runs');
     await page.locator('#runs-chart svg rect').first().waitFor();
+    await checkLabels(page, 'history');
     await shot(page, 'history');
     await page.getByRole('link', { name: fullRun }).first().click();
     await page.getByRole('heading', { level: 1, name: 'Run ' + fullRun }).waitFor();
@@ -171,6 +185,7 @@ try {
     await page.getByRole('button', { name: 'Read-only link for Storage Explorer' }).click();
     const link = await page.locator('#sas-link').inputValue();
     assert(link.startsWith('http') && /sig=/.test(link), 'a SAS link: ' + link.slice(0, 60));
+    await checkLabels(page, 'run');
     await shot(page, 'run');
   });
 
@@ -188,6 +203,7 @@ try {
     const msg = await row.locator('.field-error').first().textContent();
     assert(msg.includes('not a valid field name'), 'the error is on the field: ' + msg);
     assert(await page.evaluate(() => document.activeElement.dataset.path) === await fieldIn.getAttribute('data-path'), 'focus on the bad field');
+    await checkLabels(page, 'settings');
     await shot(page, 'settings-error');
     await fieldIn.fill('costCenter');
     await row.locator('input[type=checkbox]').nth(1).check();
@@ -208,7 +224,7 @@ try {
     await page.locator('#set-timezone').dispatchEvent('input');
     const items = await page.locator('#schedule-preview li').allTextContents();
     assert(items.length === 5 && items.every(t => t.includes('02:30') && /GMT\+9|JST/.test(t)), 'preview: ' + items.join(' | '));
-    await page.locator('#set-frequency').scrollIntoViewIfNeeded();
+    await page.locator('#sec-sched').evaluate((e) => e.scrollIntoView());
     await shot(page, 'settings');
   });
 
@@ -268,6 +284,9 @@ try {
   });
 
   await step('audit shows before and after', page, async () => {
+    await goto(page, '#/runs');
+    await page.locator('#runs-chart svg rect').nth(3).waitFor();
+    await shot(page, 'history-late');
     await goto(page, '#/audit');
     const first = page.locator('.audit-entry').first();
     await first.waitFor();

@@ -26,7 +26,7 @@ export function render(ctx) {
 
   get('/runs' + query({ status, limit: PAGE, token })).then(r => {
     const cols = [
-      { label: 'Run', cell: x => h('a', { href: '#/runs/' + x.id }, x.id) },
+      { label: 'Run', cell: x => h('a', { href: '#/runs/' + x.id, class: 'nowrap' }, x.id) },
       { label: 'Status', cell: x => badge(x.status) },
       { label: 'Started', cell: x => timeEl(x.startedAt) },
       { label: 'Took', cell: x => fmtDuration(runSeconds(x)), num: true },
