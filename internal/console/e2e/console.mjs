@@ -285,7 +285,7 @@ try {
 
   await step('audit shows before and after', page, async () => {
     await goto(page, '#/runs');
-    await page.locator('#runs-chart svg rect').nth(3).waitFor();
+    await page.locator('#runs-chart svg rect').nth(2).waitFor();
     await shot(page, 'history-late');
     await goto(page, '#/audit');
     const first = page.locator('.audit-entry').first();
