@@ -55,7 +55,7 @@ export function render(ctx) {
     try {
       state.message = null;
       await f();
-      state.message = { kind: 'ok', text: what + ': done.' };
+      state.message = { kind: 'ok', text: what + '.' };
     } catch (e) {
       state.message = { kind: 'error', error: e };
     }
