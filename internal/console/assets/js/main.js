@@ -89,6 +89,11 @@ function renderNav() {
 
 function signOut() {
   session.clear();
+  if (me && me.via === 'easyauth') {
+    // The session is App Service Authentication's cookie: end it there.
+    location.href = '/.auth/logout?post_logout_redirect_uri=' + encodeURIComponent(location.pathname);
+    return;
+  }
   me = null;
   if (cleanup) { cleanup(); cleanup = null; }
   nav.hidden = true;

@@ -121,7 +121,6 @@ export function render(ctx) {
       h('option', { value: '', selected: state.mode === '' }, 'Incremental (changes since the last run)'),
       h('option', { value: 'full', selected: state.mode === 'full' }, 'Full (read every user, remove those gone)'));
     const running = active && active.status === 'running';
-    const blocked = active && active.status === 'blocked';
     return h('section', { class: 'card', 'aria-labelledby': 'sync-h' },
       h('h2', { id: 'sync-h' }, 'Sync'),
       h('div', { class: 'switch-row' }, sw, h('label', { for: 'enabled-switch' }, st.enabled ? 'Sync is enabled' : 'Sync is disabled')),
@@ -137,8 +136,7 @@ export function render(ctx) {
             'aria-describedby': active ? 'sync-refused' : null, onclick: () => syncNow(state.mode === 'full') }, 'Sync now'))
         : readOnlyNote('Sync now'),
       active ? h('p', { id: 'sync-refused', class: 'note' }, `Sync now is not possible while run `, h('a', { href: '#/runs/' + active.id }, active.id),
-        running ? ' is going.' : ' waits for a decision on its deletions.') : null,
-      blocked ? null : null);
+        running ? ' is going.' : ' waits for a decision on its deletions.') : null);
   }
 
   function activeCard(st, run) {

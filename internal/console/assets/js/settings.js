@@ -78,8 +78,8 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       constIn.hidden = r.kind !== 'constant';
       fbIn.disabled = r.kind !== 'source';
     });
-    const sens = bind(h('input', { type: 'checkbox', checked: r.sensitive }), 'sensitive', 'checked');
-    const reqBox = bind(h('input', { type: 'checkbox', checked: r.required, 'data-required-row': r.key }), 'required', 'checked');
+    const sens = bind(h('input', { type: 'checkbox', checked: r.sensitive, 'aria-label': `Sensitive (row ${i + 1})` }), 'sensitive', 'checked');
+    const reqBox = bind(h('input', { type: 'checkbox', checked: r.required, 'data-required-row': r.key, 'aria-label': `Required (row ${i + 1})` }), 'required', 'checked');
     const remove = h('button', { type: 'button', class: 'link', 'aria-label': `Remove the mapping of ${r.field || 'row ' + (i + 1)}`, onclick: () => {
       rows.splice(i, 1);
       drawMapping();
@@ -92,17 +92,10 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       cell(fieldIn, 'Directory field'), cell(kindSel, 'Source kind'), valueCell, cell(fbIn, 'Fallback attribute'),
       h('td', { class: 'center' }, sens), h('td', { class: 'center' }, reqBox), h('td', {}, remove));
   }
-  // Aria labels are on the checkboxes of each row: give them now.
-  const labelChecks = () => mapBody.querySelectorAll('tr').forEach((tr, i) => {
-    const [sens, reqB] = tr.querySelectorAll('input[type=checkbox]');
-    if (sens) sens.setAttribute('aria-label', `Sensitive (row ${i + 1})`);
-    if (reqB) reqB.setAttribute('aria-label', `Required (row ${i + 1})`);
-  });
   const addBtn = h('button', { type: 'button', id: 'add-attribute', onclick: () => {
     const r = { key: nextId('row'), field: '', kind: 'source', source: '', fallback: '', constant: '', sensitive: false, required: false };
     rows.push(r);
     drawMapping(r.key);
-    labelChecks();
   } }, '+ Add new attribute');
 
   // ---- schedule ----
@@ -259,7 +252,6 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
 
   replace(body, top, form);
   drawMapping();
-  labelChecks();
   drawSchedule();
 }
 
