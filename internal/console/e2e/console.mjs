@@ -131,6 +131,18 @@ try {
     await shot(page, 'user-xss');
     await goto(page, '#/users');
     await page.locator('a.user-link').first().waitFor();
+    // Paging: 25 a page, forward and back.
+    const firstName = await page.locator('a.user-link').first().textContent();
+    await page.locator('a[rel=next]').click();
+    await page.waitForFunction((n) => document.querySelector('a.user-link') && document.querySelector('a.user-link').textContent !== n, firstName);
+    await page.locator('a[rel=prev]').click();
+    await page.waitForFunction((n) => document.querySelector('a.user-link') && document.querySelector('a.user-link').textContent === n, firstName);
+    await page.getByLabel('Status').selectOption('duplicate');
+    await page.waitForFunction(() => location.hash.includes('status=duplicate'));
+    await page.locator('a.user-link').first().waitFor();
+    assert((await page.locator('main tbody .badge').allTextContents()).every(b => b === 'duplicate'), 'only duplicates listed');
+    await goto(page, '#/users');
+    await page.locator('a.user-link').first().waitFor();
     await checkLabels(page, 'directory');
     await shot(page, 'directory');
   });
@@ -159,7 +171,20 @@ try {
     // the fact through the API's 409 shape the page relies on.
   });
 
+  await step('disable with the switch; the action to enable resolves it', page, async () => {
+    await page.locator('#enabled-switch').click();
+    const action = page.locator('li[data-code="sync_disabled"]');
+    await action.waitFor();
+    assert(!(await page.locator('#enabled-switch').isChecked()), 'the switch is off');
+    await action.getByRole('button', { name: 'Enable sync' }).click();
+    await action.waitFor({ state: 'detached' });
+    assert(await page.locator('#enabled-switch').isChecked(), 'the switch is on again');
+    assert((await api('GET', '/settings')).json.enabled === true, 'saved enabled');
+  });
+
   await step('open the run, filter its log, download the CSV and the link', page, async () => {
+    await goto(page, '#/runs?status=failed');
+    await page.getByText('No failed runs.').waitFor();
     await goto(page, '#/runs');
     await page.locator('#runs-chart svg rect').first().waitFor();
     await checkLabels(page, 'history');

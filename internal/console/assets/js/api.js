@@ -99,3 +99,16 @@ export async function download(path, filename) {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
+
+// listPage gets one page of a listing (its items under name). A filtered
+// listing can answer an empty page that still has a next one (the store
+// scans in chunks): those are followed, up to a bound, so a page shows
+// items or says truthfully that there are none.
+export async function listPage(path, params, name) {
+  let token = params.token || '';
+  for (let i = 0; ; i++) {
+    const r = await get(path + query({ ...params, token }));
+    if ((r[name] && r[name].length) || !r.nextToken || i >= 20) return r;
+    token = r.nextToken;
+  }
+}

@@ -1,7 +1,7 @@
 // Directory: the synced users, searched by the start of a display name or
 // email, filtered by status, paged; and one user's page.
 import { h, replace, timeEl, badge, errorBox, table, field, pager } from './dom.js';
-import { get, query } from './api.js';
+import { get, listPage } from './api.js';
 
 const STATUSES = ['active', 'duplicate', 'skipped'];
 
@@ -21,7 +21,7 @@ export function render(ctx) {
       h('button', { type: 'submit', class: 'primary' }, 'Search')),
     list);
   ctx.focusHeading();
-  get('/users' + query({ prefix, status, token, limit: 25 })).then(r => {
+  listPage('/users', { prefix, status, token, limit: 25 }, 'users').then(r => {
     replace(list,
       table(prefix ? `Users whose name or email starts with ${prefix}` : 'Users', [
         { label: 'Display name', cell: u => h('a', { href: '#/users/' + u.id, class: 'user-link' }, u.fields.displayName || u.upn || u.id) },

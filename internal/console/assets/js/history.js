@@ -1,7 +1,7 @@
 // History: runs newest first, filtered by status, paged; a chart of the last
 // runs' changes and durations.
 import { h, replace, timeEl, fmtDuration, num, badge, errorBox, table, runSeconds, field, pager } from './dom.js';
-import { get, query } from './api.js';
+import { get, query, listPage } from './api.js';
 
 const STATUSES = ['running', 'succeeded', 'failed', 'blocked', 'cancelled'];
 const PAGE = 20;
@@ -24,7 +24,7 @@ export function render(ctx) {
 
   get('/runs' + query({ limit: 30 })).then(r => replace(chart, ...runChart(r.runs))).catch(e => replace(chart, errorBox(e)));
 
-  get('/runs' + query({ status, limit: PAGE, token })).then(r => {
+  listPage('/runs', { status, limit: PAGE, token }, 'runs').then(r => {
     const cols = [
       { label: 'Run', cell: x => h('a', { href: '#/runs/' + x.id, class: 'nowrap' }, x.id) },
       { label: 'Status', cell: x => badge(x.status) },
