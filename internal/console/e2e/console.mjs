@@ -50,6 +50,8 @@ async function newSession(key, label) {
     if (m.type() === 'error' && !/status of 40[01349]|status of 412/.test(m.text())) problems.push(`${label} ${current}: console error: ${m.text()}`);
   });
   await page.goto(CONSOLE_URL);
+  await page.getByLabel('Function key').waitFor();
+  await shot(page, 'signin-' + label);
   await page.getByLabel('Function key').fill(key);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.locator('#nav a').first().waitFor();

@@ -126,7 +126,7 @@ export function render(ctx) {
       h('div', { class: 'switch-row' }, sw, h('label', { for: 'enabled-switch' }, st.enabled ? 'Sync is enabled' : 'Sync is disabled')),
       isAdmin ? null : readOnlyNote('Turning sync on or off'),
       h('dl', { class: 'facts' },
-        h('dt', {}, 'Schedule'), h('dd', {}, describe(st.schedule), ' ', h('a', { href: '#/settings' }, 'change')),
+        h('dt', {}, 'Schedule'), h('dd', {}, describe(st.schedule), ' ', h('a', { href: '#/settings' }, isAdmin ? 'change' : 'settings')),
         h('dt', {}, 'Next run'), h('dd', {}, st.nextRun ? timeEl(st.nextRun) : h('span', { class: 'muted' }, st.enabled ? 'none scheduled' : 'none: sync is disabled')),
         h('dt', {}, 'Directory'), h('dd', {}, `${num(st.directoryUsers)} users (${num((st.userCounts || {}).active)} active, ${num((st.userCounts || {}).duplicate)} duplicate, ${num((st.userCounts || {}).skipped)} skipped)`)),
       isAdmin
