@@ -1,6 +1,8 @@
 # entrasync: the two commands are `make run` and `make test`.
 # Everything they need is installed by the project's own scripts:
-# Azurite from npm (pinned in internal/azurite), Go modules from go.mod.
+# Azurite from npm (pinned in internal/azurite), Go modules from go.mod, and
+# for the console's browser tests Debian's chromium with the playwright-core
+# pinned in internal/console/e2e.
 
 SHELL     := /bin/bash
 GO        ?= go
@@ -15,12 +17,17 @@ TESTFLAGS ?=
 # build cache, so msgraph-sdk-go (~3 min, 4.5 GB) compiles once, not twice.
 export CGO_ENABLED := 0
 
-.PHONY: run test bench package deploy install build vet clean simulate fuzz
+.PHONY: run test bench package deploy install browser build vet clean simulate fuzz
 
 ## install: fetch Go modules and the pinned Azurite (npm ci); idempotent.
 install:
 	$(GO) mod download
 	$(GO) run ./internal/cmd/azurite -install
+
+## browser: Debian's chromium (apt) and the pinned playwright-core (npm ci)
+## for the console's browser tests; idempotent, quick when installed.
+browser:
+	bash internal/console/e2e/install.sh
 
 ## build: the handler and the local tools.
 build:
@@ -37,8 +44,9 @@ run: install
 vet:
 	$(GO) vet ./...
 
-## test: vet and the whole suite; Azurite-backed tests start Azurite themselves.
-test: install vet fuzz | $(BIN)
+## test: vet and the whole suite; Azurite-backed tests start Azurite
+## themselves; the console's browser test drives chromium.
+test: install browser vet fuzz | $(BIN)
 	$(GO) test $(TESTFLAGS) -count=1 -timeout 20m ./... 2>&1 | tee $(BIN)/test.log; \
 	  status=$${PIPESTATUS[0]}; \
 	  echo; echo "== summary"; grep -E '^(ok|FAIL|---)' $(BIN)/test.log | grep -v '^--- PASS' ; \

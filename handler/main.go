@@ -21,6 +21,7 @@ import (
 
 	"github.com/entrasync/entrasync/internal/api"
 	"github.com/entrasync/entrasync/internal/blob"
+	"github.com/entrasync/entrasync/internal/console"
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/funcproto"
 	"github.com/entrasync/entrasync/internal/graph"
@@ -129,10 +130,20 @@ func (m *Main) Run(ctx context.Context) error {
 	router := funcproto.NewRouter(m.Logger.With("component", "funcproto"))
 	router.Timer("SyncTimer", "timer", m.syncTimer)
 	router.Queue("SyncWorker", "message", m.syncWorker)
-	router.Proxy(apiHandler)
+	consoleHandler := console.New()
+	// The Console function (anonymous) gets only the console's static
+	// files; everything else is the API, behind the Api function's key.
+	router.Proxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if console.IsConsolePath(r.URL.Path) {
+			consoleHandler.ServeHTTP(w, r)
+			return
+		}
+		apiHandler.ServeHTTP(w, r)
+	}))
 	// Payload-form HTTP too, should proxying ever be turned off.
 	router.HTTP("Health", apiHandler)
 	router.HTTP("Api", apiHandler)
+	router.HTTP("Console", consoleHandler)
 
 	addr := m.Addr
 	if addr == "" {

@@ -169,6 +169,7 @@ func (h *Handler) routeTable() []*route {
 	rs := []*route{
 		{method: "GET", pattern: "/api/health", role: roleAnonymous, serve: h.getHealth},
 		{method: "GET", pattern: "/api/openapi.json", role: roleSupport, serve: h.getOpenAPI},
+		{method: "GET", pattern: "/api/me", role: roleSupport, serve: h.getMe},
 		{method: "GET", pattern: "/api/status", role: roleSupport, serve: h.getStatus},
 		{method: "POST", pattern: "/api/sync", role: roleAdmin, serve: h.postSync},
 		{method: "POST", pattern: "/api/reset", role: roleAdmin, serve: h.postReset},
@@ -294,6 +295,8 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", id)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Answers are data, never a page: nothing in them may run or be framed.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	c := &call{r: r, w: w, ctx: r.Context(), requestID: id, h: h}
 	pattern := ""
 	defer func() {
@@ -328,6 +331,9 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	caller, err := h.auth.identify(r)
 	if err == nil {
 		err = authorize(caller, rt.role, h.auth.trustEasyAuth)
+	}
+	if err == nil {
+		err = checkSameSite(r)
 	}
 	c.caller = caller
 	if err != nil {

@@ -145,7 +145,7 @@ func TestEasyAuthPrincipal(t *testing.T) {
 	t.Run("trusted", func(t *testing.T) {
 		e := newEnv(t, envOptions{trustEasyAuth: true})
 		e.Seed(2)
-		res := e.call("POST", "/api/sync", "", `{"mode":"full"}`, "X-MS-CLIENT-PRINCIPAL", admin).want(http.StatusAccepted)
+		res := e.call("POST", "/api/sync", "", `{"mode":"full"}`, "X-MS-CLIENT-PRINCIPAL", admin, "Content-Type", "application/json").want(http.StatusAccepted)
 		var got struct{ Run dirsync.Run }
 		res.decode(&got)
 		if got.Run.RequestedBy != "ada@contoso.example" {

@@ -26,6 +26,12 @@
 //     configured for a role. The Api function is anonymous to the Functions
 //     host: this package is the only gate (docs/architecture.md). Audit rows and runs record the principal's name
 //     or "key:admin" / "key:support", never the key.
+//   - Writes (POST, PUT) must not be forgeable from another site, since the
+//     Easy Auth session is a cookie the browser sends along: each needs the
+//     x-functions-key header or Content-Type: application/json (which a
+//     cross-site form cannot send) and must not say it comes from another
+//     site (Sec-Fetch-Site, else Origin); see csrf.go. GET /api/me tells the
+//     admin console who the caller is.
 //   - Input from outside is checked before use: bodies are size-limited and
 //     decoded strictly (unknown fields, wrong types and trailing data are
 //     rejected naming the field), ids must have the shape of a run id or an

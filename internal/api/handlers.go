@@ -60,6 +60,25 @@ type rawJSON []byte
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 
+// ---- me ----
+
+// meResponse says who the caller is, so the console shows or hides its
+// write controls. The API still checks every request itself.
+type meResponse struct {
+	Name string `json:"name"`
+	// Role is "admin" or "support".
+	Role string `json:"role"`
+	// Via is "easyauth" (App Service Authentication) or "key".
+	Via string `json:"via"`
+}
+
+func (h *Handler) getMe(c *call) (*response, error) {
+	if err := c.checkQuery(); err != nil {
+		return nil, err
+	}
+	return jsonResponse(http.StatusOK, meResponse{Name: c.caller.Name, Role: c.caller.Role.String(), Via: c.caller.How}), nil
+}
+
 // ---- status ----
 
 // statusResponse is dirsync.Status with what the API adds: progress rates,

@@ -253,6 +253,7 @@ func TestRepositoryApp(t *testing.T) {
 	want := []Function{
 		// Anonymous to the host: the API checks its callers itself.
 		{Name: "Api", Kind: KindHTTP, Binding: "req", AuthLevel: "anonymous", Route: "{*path}", Proxied: true},
+		{Name: "Console", Kind: KindHTTP, Binding: "req", AuthLevel: "anonymous", Methods: []string{"GET", "HEAD"}, Route: "console/{*path}", Proxied: true},
 		{Name: "Health", Kind: KindHTTP, Binding: "req", AuthLevel: "anonymous", Methods: []string{"GET"}, Route: "health", Proxied: true},
 		{Name: "SyncTimer", Kind: KindTimer, Binding: "timer", Schedule: "0 */5 * * * *"},
 		{Name: "SyncWorker", Kind: KindQueue, Binding: "message", QueueName: "sync-work", Connection: "ServiceBusConnection"},
@@ -270,6 +271,16 @@ func TestRepositoryApp(t *testing.T) {
 	}
 	if fn, v, ok := h.routes.match("/api/runs/1", "DELETE"); !ok || fn.Name != "Api" || v["path"] != "runs/1" {
 		t.Errorf("/api/runs/1 does not reach Api")
+	}
+	// The console's files are anonymous (the sign-in page loads before any
+	// key); a write to that path still needs the Api function's key.
+	for _, p := range []string{"/api/console", "/api/console/", "/api/console/js/main.js"} {
+		if fn, _, ok := h.routes.match(p, "GET"); !ok || fn.Name != "Console" {
+			t.Errorf("GET %s does not reach Console", p)
+		}
+	}
+	if fn, _, ok := h.routes.match("/api/console/x", "POST"); !ok || fn.Name != "Api" {
+		t.Errorf("POST /api/console/x reaches %v, want Api (key required)", fn)
 	}
 }
 
