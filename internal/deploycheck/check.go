@@ -130,11 +130,12 @@ func (c *checker) fail(line int, format string, args ...any) {
 
 // binding is the part of a function.json binding the checks read.
 type binding struct {
-	Type       string `json:"type"`
-	QueueName  string `json:"queueName"`
-	Connection string `json:"connection"`
-	AuthLevel  string `json:"authLevel"`
-	Route      string `json:"route"`
+	Type       string   `json:"type"`
+	QueueName  string   `json:"queueName"`
+	Connection string   `json:"connection"`
+	AuthLevel  string   `json:"authLevel"`
+	Route      string   `json:"route"`
+	Methods    []string `json:"methods"`
 }
 
 func (c *checker) bindings() map[string][]binding {
@@ -205,7 +206,8 @@ func (c *checker) functionApp() {
 
 	// The Api function is anonymous to the host and the API is the gate;
 	// so Easy Auth must let unauthenticated requests through to it, and
-	// nothing else may be anonymous but Health.
+	// nothing else may be anonymous but Health and Console (the console's
+	// static files, GET and HEAD only: internal/console serves nothing else).
 	for name, bs := range c.bindings() {
 		for _, b := range bs {
 			if b.Type != "httpTrigger" {
@@ -214,8 +216,10 @@ func (c *checker) functionApp() {
 			switch {
 			case name == "Api" && b.AuthLevel != "anonymous":
 				c.fail(0, "functions/Api/function.json: authLevel %q; it must be anonymous, the API checks callers itself (with function, an Easy Auth caller would need a key too)", b.AuthLevel)
-			case name != "Api" && name != "Health" && b.AuthLevel == "anonymous":
-				c.fail(0, "functions/%s/function.json: anonymous, but only Health and Api (which checks callers itself) may be", name)
+			case name == "Console" && (b.AuthLevel != "anonymous" || !readOnlyMethods(b.Methods)):
+				c.fail(0, "functions/Console/function.json: the console's static files must be anonymous and GET/HEAD only (authLevel %q, methods %v)", b.AuthLevel, b.Methods)
+			case name != "Api" && name != "Health" && name != "Console" && b.AuthLevel == "anonymous":
+				c.fail(0, "functions/%s/function.json: anonymous, but only Health, Console (static files) and Api (which checks callers itself) may be", name)
 			}
 		}
 	}
@@ -744,4 +748,18 @@ func (c *checker) appRoles() {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		c.fail(0, "infra/app-roles.json has the app roles %v, the API checks %v (internal/api AppRoleAdmin, AppRoleSupport)", got, want)
 	}
+}
+
+// readOnlyMethods reports whether methods allow only GET and HEAD (and are
+// given: none means every method).
+func readOnlyMethods(methods []string) bool {
+	if len(methods) == 0 {
+		return false
+	}
+	for _, m := range methods {
+		if m != "get" && m != "head" && m != "GET" && m != "HEAD" {
+			return false
+		}
+	}
+	return true
 }

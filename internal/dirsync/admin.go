@@ -159,7 +159,12 @@ func (e *Engine) ActiveRun(ctx context.Context) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !r.Finished() {
+	if r.Finished() {
+		// Ended, and about to release the lock (or a start will take it):
+		// nothing is in progress.
+		return nil, nil
+	}
+	{
 		if totals, err := e.pageTotals(ctx, r); err == nil {
 			r.Counters = totals
 		}

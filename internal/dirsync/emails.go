@@ -24,15 +24,22 @@ func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) 
 	owner := userID
 	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
 		owner = userID
-		if exists {
-			cur := ent.Str("owner")
-			if cur == userID {
-				return errSkipWrite
-			}
-			if ent.Int("runSeq") == run.Seq {
-				owner = cur
-				return errSkipWrite
-			}
+		if !exists {
+			ent.Props = map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
+			return nil
+		}
+		cur, sameRun := ent.Str("owner"), ent.Int("runSeq") == run.Seq
+		switch {
+		case cur == userID && sameRun:
+			return errSkipWrite
+		case cur == userID:
+			// Its own claim from an earlier run is renewed: that run may
+			// never have written its row, and another user of this run must
+			// honour the claim rather than find the owner's row missing.
+		case sameRun:
+			owner = cur
+			return errSkipWrite
+		default:
 			holds, err := e.holdsEmail(ctx, cur, email)
 			if err != nil {
 				return err

@@ -24,6 +24,9 @@ type Engine struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Sleep waits (default time.Sleep); only a start waiting for a run that
+	// is saving its delta token uses it.
+	Sleep func(time.Duration)
 	// LockStaleAfter is how long a running run may go without showing
 	// progress before it counts as stalled: a new start may then take its
 	// lock, and the timer fails it (default 30 minutes: longer than the

@@ -13,46 +13,69 @@ import (
 
 // takeLock makes runID the lock holder. A free lock, a lock whose holder
 // has ended, and a stale one (no progress for LockStaleAfter; a blocked run
-// is never stale) may be taken. It returns the replaced holder when that
-// run still had to be failed ("" otherwise).
+// is never stale) may be taken; a holder that succeeded and is saving its
+// delta token is waited for, briefly. It returns the replaced holder when
+// that run still had to be failed ("" otherwise).
 //
 // Errors: ECONFLICT naming the holder when the lock is held, or when
 // another start took it at the same moment; store errors as they come.
 func (e *Engine) takeLock(ctx context.Context, runID string, now time.Time) (replaced string, err error) {
-	ent, err := e.Store.Get(ctx, TableState, statePartition, lockRowKey)
-	if err != nil && !IsCode(err, ENOTFOUND) {
-		return "", fmt.Errorf("read lock: %w", err)
-	}
-	lock := lockFromEntity(ent)
-	if lock.RunID != "" {
-		free, err := e.lockFree(ctx, lock, now)
+	for attempt := 0; ; attempt++ {
+		lock, err := e.readLock(ctx)
 		if err != nil {
 			return "", err
 		}
-		if !free {
-			return "", &Error{Code: ECONFLICT, Message: fmt.Sprintf("run %s is in progress", lock.RunID),
-				Hint: "Wait for it to finish, or cancel it with POST /api/runs/" + lock.RunID + "/cancel."}
+		replaced = ""
+		if lock.RunID != "" {
+			holder, err := e.GetRun(ctx, lock.RunID)
+			if err != nil && !IsCode(err, ENOTFOUND) {
+				return "", err
+			}
+			committing := err == nil && holder.Status == RunSucceeded && !e.lockStale(lockState{RunID: lock.RunID, Heartbeat: lock.Heartbeat}, now)
+			switch {
+			case committing && attempt < 10:
+				// It succeeded and is saving its delta token, which releases
+				// the lock in a moment: wait rather than refuse, and rather
+				// than take the lock from under it (its token would be lost).
+				e.pause(200 * time.Millisecond)
+				continue
+			case err == nil && holder.Finished():
+				// Ended without releasing (a crash in between): free.
+			case !e.lockStale(lock, now):
+				return "", &Error{Code: ECONFLICT, Message: fmt.Sprintf("run %s is in progress", lock.RunID),
+					Hint: "Wait for it to finish, or cancel it with POST /api/runs/" + lock.RunID + "/cancel."}
+			default:
+				replaced = lock.RunID
+			}
 		}
-		replaced = lock.RunID
-	}
-	next := lockState{RunID: runID, Status: RunRunning, Heartbeat: now, ETag: lock.ETag}
-	if lock.ETag == "" {
-		_, err = e.Store.Insert(ctx, TableState, next.entity())
-	} else {
-		_, err = e.Store.Replace(ctx, TableState, next.entity())
-	}
-	if IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
-		holder := "another run"
-		if cur, gerr := e.Store.Get(ctx, TableState, statePartition, lockRowKey); gerr == nil && cur.Str("runId") != "" {
-			holder = "run " + cur.Str("runId")
+		next := lockState{RunID: runID, Status: RunRunning, Heartbeat: now, ETag: lock.ETag}
+		if lock.ETag == "" {
+			_, err = e.Store.Insert(ctx, TableState, next.entity())
+		} else {
+			_, err = e.Store.Replace(ctx, TableState, next.entity())
 		}
-		return "", &Error{Code: ECONFLICT, Message: holder + " started at the same moment and is in progress",
-			Hint: "Wait for it to finish, or look at GET /api/status."}
+		if err == nil {
+			if replaced != "" {
+				if r, gerr := e.GetRun(ctx, replaced); gerr == nil && r.Finished() {
+					replaced = "" // nothing to fail
+				}
+			}
+			return replaced, nil
+		}
+		if !IsCode(err, ECONFLICT) && !IsCode(err, EPRECONDITION) && !IsCode(err, ENOTFOUND) {
+			return "", fmt.Errorf("take lock: %w", err)
+		}
+		if attempt >= 2 {
+			holder := "another run"
+			if cur, gerr := e.readLock(ctx); gerr == nil && cur.RunID != "" {
+				holder = "run " + cur.RunID
+			}
+			return "", &Error{Code: ECONFLICT, Message: holder + " started at the same moment and is in progress",
+				Hint: "Wait for it to finish, or look at GET /api/status."}
+		}
+		// The lock changed between reading and writing (a release, or
+		// another start): read it again and decide again.
 	}
-	if err != nil {
-		return "", fmt.Errorf("take lock: %w", err)
-	}
-	return replaced, nil
 }
 
 // lockFree reports whether a held lock may be taken: its run ended (a crash
@@ -66,6 +89,15 @@ func (e *Engine) lockFree(ctx context.Context, lock lockState, now time.Time) (b
 		return false, err
 	}
 	return e.lockStale(lock, now), nil
+}
+
+// pause waits d (Engine.Sleep, or the real clock).
+func (e *Engine) pause(d time.Duration) {
+	if e.Sleep != nil {
+		e.Sleep(d)
+		return
+	}
+	time.Sleep(d)
 }
 
 func (e *Engine) lockStale(lock lockState, now time.Time) bool {

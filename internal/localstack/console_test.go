@@ -24,9 +24,9 @@ func TestConsoleThroughTheHost(t *testing.T) {
 		{"GET", "/console/js/main.js", "", nil, http.StatusOK},
 		{"HEAD", "/console/style.css", "", nil, http.StatusOK},
 		{"GET", "/console/nope", "", nil, http.StatusNotFound},
-		// Console takes GET and HEAD only: anything else is the Api
-		// function's, behind its key.
-		{"POST", "/console/", "", nil, http.StatusUnauthorized},
+		// Console takes GET and HEAD only: anything else reaches the Api
+		// function, which serves no such route and changes nothing.
+		{"POST", "/console/", "", nil, http.StatusMethodNotAllowed},
 		{"GET", "/me", "", nil, http.StatusUnauthorized},
 		{"GET", "/me", e.stack.SupportKey, nil, http.StatusOK},
 		{"POST", "/sync", e.stack.AdminKey, http.Header{"Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden},

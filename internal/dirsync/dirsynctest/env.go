@@ -30,7 +30,7 @@ type Env struct {
 func NewEngine(t testing.TB) *Env {
 	e := &Env{Store: NewStore(), Logs: NewLogs(), Queue: NewQueue(), Source: NewSource(),
 		Clock: NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)), t: t}
-	e.Engine = &dirsync.Engine{Store: e.Store, Logs: e.Logs, Queue: e.Queue, Source: e.Source, Now: e.Clock.Now}
+	e.Engine = &dirsync.Engine{Store: e.Store, Logs: e.Logs, Queue: e.Queue, Source: e.Source, Now: e.Clock.Now, Sleep: e.Clock.Advance}
 	return e
 }
 

@@ -86,7 +86,7 @@ type worker struct {
 	started bool
 }
 
-var traceUser = "007"
+var traceUser = "008"
 
 type workerKey struct{}
 
@@ -149,7 +149,7 @@ func NewSim(cfg SimConfig) *Sim {
 	s.Source.PageSize = 2 + rng.Intn(4)
 	s.Source.Partial = rng.Intn(2) == 0
 	s.Engine = &dirsync.Engine{Store: &simStore{s.store, s}, Logs: &simLogs{s.logs}, Queue: &simQueue{s}, Source: &simSource{s.Source, s},
-		Now: s.Clock.Now, Concurrency: 1, MaxDeliveries: simMaxDelivery}
+		Now: s.Clock.Now, Sleep: s.Clock.Advance, Concurrency: 1, MaxDeliveries: simMaxDelivery}
 	for i := 0; i < cfg.Users; i++ {
 		s.addUser()
 	}
