@@ -20,6 +20,7 @@ import (
 //	SIM_BUDGET=5m  explore seeds until the time is up (make simulate)
 //	SIM_FIRST=n    the first seed (default 1)
 //	SIM_TRACE=1    with SIM_SEED: print every scheduling decision
+//	SIM_TRACE_USER=007  with SIM_TRACE: also that test user's writes and Graph answers
 //
 // knownOpen lists seeds whose failure is understood but not fixed yet,
 // each with what it shows. They are run and reported; a listed seed that
@@ -32,7 +33,7 @@ func TestSimulation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SIM_SEED=%q: %v", s, err)
 		}
-		rep := dirsynctest.NewSim(dirsynctest.SimConfig{Seed: seed, Trace: os.Getenv("SIM_TRACE") != ""}).Run()
+		rep := dirsynctest.NewSim(dirsynctest.SimConfig{Seed: seed, Trace: os.Getenv("SIM_TRACE") != "", TraceUser: os.Getenv("SIM_TRACE_USER")}).Run()
 		t.Log(rep)
 		for _, line := range rep.Trace {
 			t.Log(line)

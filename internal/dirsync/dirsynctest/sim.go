@@ -37,6 +37,9 @@ type SimConfig struct {
 	Users int
 	// Trace records every scheduling decision in SimReport.Trace.
 	Trace bool
+	// TraceUser (the last three digits of a test user's id) adds that
+	// user's row writes and Graph answers to the trace.
+	TraceUser string
 }
 
 // SimReport says what a scenario did and found.
@@ -85,8 +88,6 @@ type worker struct {
 	err     error
 	started bool
 }
-
-var traceUser = "008"
 
 type workerKey struct{}
 
@@ -748,7 +749,9 @@ func (p *simStore) Insert(ctx context.Context, table string, e dirsync.Entity) (
 		return "", err
 	}
 	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchInsert, Entity: e}})
-	return p.Store.Insert(ctx, table, e)
+	etag, err := p.Store.Insert(ctx, table, e)
+	p.sim.afterWrite(ctx, table, err)
+	return etag, err
 }
 
 func (p *simStore) Upsert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
@@ -756,7 +759,9 @@ func (p *simStore) Upsert(ctx context.Context, table string, e dirsync.Entity) (
 		return "", err
 	}
 	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchUpsert, Entity: e}})
-	return p.Store.Upsert(ctx, table, e)
+	etag, err := p.Store.Upsert(ctx, table, e)
+	p.sim.afterWrite(ctx, table, err)
+	return etag, err
 }
 
 func (p *simStore) Replace(ctx context.Context, table string, e dirsync.Entity) (string, error) {
@@ -764,7 +769,9 @@ func (p *simStore) Replace(ctx context.Context, table string, e dirsync.Entity) 
 		return "", err
 	}
 	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: e}})
-	return p.Store.Replace(ctx, table, e)
+	etag, err := p.Store.Replace(ctx, table, e)
+	p.sim.afterWrite(ctx, table, err)
+	return etag, err
 }
 
 func (p *simStore) Delete(ctx context.Context, table, pk, rk, etag string) error {
@@ -772,7 +779,9 @@ func (p *simStore) Delete(ctx context.Context, table, pk, rk, etag string) error
 		return err
 	}
 	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchDelete, Entity: dirsync.Entity{PartitionKey: pk, RowKey: rk, ETag: etag}}})
-	return p.Store.Delete(ctx, table, pk, rk, etag)
+	err := p.Store.Delete(ctx, table, pk, rk, etag)
+	p.sim.afterWrite(ctx, table, err)
+	return err
 }
 
 func (p *simStore) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) error {
@@ -780,7 +789,9 @@ func (p *simStore) Batch(ctx context.Context, table string, ops []dirsync.BatchO
 		return err
 	}
 	p.sim.beforeWrite(ctx, table, ops)
-	return p.Store.Batch(ctx, table, ops)
+	err := p.Store.Batch(ctx, table, ops)
+	p.sim.afterWrite(ctx, table, err)
+	return err
 }
 
 func (p *simStore) Query(ctx context.Context, table string, q dirsync.Query) (dirsync.EntityPage, error) {
@@ -818,7 +829,7 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 				}
 				continue
 			}
-			if s.cfg.Trace && op.Entity.RowKey[33:] == traceUser {
+			if s.cfg.Trace && op.Entity.RowKey[33:] == s.cfg.TraceUser {
 				s.trace("user row %s %d status=%v email=%v stamp=%v/%v by %s", id[33:], op.Kind, op.Entity.Props["status"], op.Entity.Props["email"], op.Entity.Props["runSeq"], op.Entity.Props["pageSeq"], w.name)
 			}
 			if !exists || (op.Entity.ETag != "" && cur.ETag != op.Entity.ETag) || op.Kind == dirsync.BatchInsert {
@@ -850,6 +861,13 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 				s.violate("the delta token was saved by run %s, which is %s", runID, run.Status)
 			}
 		}
+	}
+}
+
+// afterWrite traces a failed write of the tables the trace follows.
+func (s *Sim) afterWrite(ctx context.Context, table string, err error) {
+	if s.cfg.Trace && err != nil && (table == dirsync.TableEmails || table == dirsync.TableUsers) {
+		s.trace("  ^ %s write failed: %v (by %s)", table, err, workerOf(ctx).name)
 	}
 }
 
@@ -908,8 +926,8 @@ func (p *simSource) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (d
 		var ids []string
 		for _, u := range page.Users {
 			ids = append(ids, u.ID[33:]+u.Removed)
-			if u.ID[33:] == traceUser {
-				p.sim.trace("graph sends %s: %v cleared %v", traceUser, u.Attributes, u.Cleared)
+			if u.ID[33:] == p.sim.cfg.TraceUser {
+				p.sim.trace("graph sends %s: %v cleared %v", u.ID, u.Attributes, u.Cleared)
 			}
 		}
 		p.sim.trace("graph %q -> %v next=%q delta=%q err=%v (by %s)", req.Link, ids, page.NextLink, page.DeltaLink, err, workerOf(ctx).name)
