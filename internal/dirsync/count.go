@@ -8,18 +8,32 @@ import (
 
 // doCount counts one chunk of a bucket by status once every change of the
 // run is applied, and records the chunk's counts once (insert-if-absent), so
-// a redelivered chunk is not counted twice. The last chunk moves the run to
+// a redelivered chunk is not counted twice. On the way it promotes any
+// duplicate whose email no active user holds (repairDuplicate): every run
+// then ends with its duplicates resolved, delta runs included. The last chunk moves the run to
 // finishing, after which it can no longer be cancelled.
-func (e *Engine) doCount(ctx context.Context, run Run, _ Settings, w WorkItem) error {
+func (e *Engine) doCount(ctx context.Context, run Run, s Settings, w WorkItem) error {
 	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), Continuation: w.Cursor}
 	counts := map[string]int64{}
+	lb := e.newLog(run, nil)
+	defer e.flushLog(ctx, run, lb)
 	for range scanPagesPerItem {
 		page, err := e.Store.Query(ctx, TableUsers, q)
 		if err != nil {
 			return err
 		}
 		for _, ent := range page.Entities {
-			counts[ent.Str("status")]++
+			status := ent.Str("status")
+			if status == StatusDuplicate {
+				promoted, err := e.repairDuplicate(ctx, run, s, userFromEntity(ent), lb)
+				if err != nil {
+					return err
+				}
+				if promoted {
+					status = StatusActive
+				}
+			}
+			counts[status]++
 		}
 		q.Continuation = page.Continuation
 		if q.Continuation == "" {

@@ -21,6 +21,14 @@ func waiterKey(email, userID string) string { return "w|" + EscapeKey(email) + "
 // owner's row is not written yet (pages write users in one batch at their
 // end, after claiming).
 func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) (string, error) {
+	return e.claim(ctx, run, email, userID, true)
+}
+
+// claim is claimEmail; with honourSameRun false, a claim of this run is
+// checked like any other (once every page is applied, an owner that does
+// not hold the email never will: its claim was left by an attempt that
+// failed).
+func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honourSameRun bool) (string, error) {
 	owner := userID
 	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
 		owner = userID
@@ -36,7 +44,7 @@ func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) 
 			// Its own claim from an earlier run is renewed: that run may
 			// never have written its row, and another user of this run must
 			// honour the claim rather than find the owner's row missing.
-		case sameRun:
+		case sameRun && honourSameRun:
 			owner = cur
 			return errSkipWrite
 		default:
@@ -215,4 +223,32 @@ func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, 
 	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: owner, UPN: s.logUPN(u.UPN),
 		Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", s.logEmail(email), from)})
 	return nil
+}
+
+// repairDuplicate promotes a duplicate whose email no active user holds
+// any more, once every page of the run is applied (count.go). The claim
+// can be left behind by a page attempt that claimed an email and failed
+// before writing its row, while Graph then gave that user another email: no
+// row ever said the user held it, so nothing released it. It reports
+// whether the user was promoted.
+func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u User, lb *logBuffer) (bool, error) {
+	if u.Status != StatusDuplicate || u.Email == "" {
+		return false, nil
+	}
+	owner, err := e.claim(ctx, run, u.Email, u.ID, false)
+	if err != nil || owner != u.ID {
+		return false, err
+	}
+	promoted := u
+	promoted.Status, promoted.Reason, promoted.DuplicateOf, promoted.ChangedAt = StatusActive, "", "", e.now()
+	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
+		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
+			return false, &Error{Code: EUNAVAILABLE, Message: "a duplicate changed while it was promoted; counting again", Err: err}
+		}
+		return false, fmt.Errorf("promote %s: %w", u.ID, err)
+	}
+	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
+	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: u.ID, UPN: s.logUPN(u.UPN),
+		Reason: fmt.Sprintf("email %s is held by no active user any more; the user is now synced", s.logEmail(u.Email))})
+	return true, nil
 }
