@@ -2,7 +2,8 @@
 // for unit tests of pure logic. They follow the ports' error contracts so the
 // engine can be tested in milliseconds; the real adapters are tested against
 // Azurite, the Graph simulator and the local host. Env puts the real engine
-// on them.
+// on them; Sim (sim.go) is the deterministic simulator that explores the
+// engine on them under a seed.
 package dirsynctest
 
 import (
