@@ -371,8 +371,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 		}
 	}
 	if u.Status == StatusDuplicate {
-		if _, err := e.Store.Upsert(ctx, TableEmails, Entity{PartitionKey: Bucket(u.Email), RowKey: waiterKey(u.Email, u.ID),
-			Props: map[string]any{"user": u.ID}}); err != nil {
+		if _, err := e.Store.Upsert(ctx, TableEmails, waiterRow(u.Email, u.ID)); err != nil {
 			return nil, fmt.Errorf("record duplicate %s: %w", u.ID, err)
 		}
 	}

@@ -13,6 +13,16 @@ import (
 func claimKey(email string) string          { return "c|" + EscapeKey(email) }
 func waiterKey(email, userID string) string { return "w|" + EscapeKey(email) + "|" + userID }
 
+// claimProps is a claim row: who owns the email, claimed by which run.
+func claimProps(owner, email string, runSeq int64) map[string]any {
+	return map[string]any{"owner": owner, "email": email, "runSeq": runSeq}
+}
+
+// waiterRow lists userID as waiting, as a duplicate, for email.
+func waiterRow(email, userID string) Entity {
+	return Entity{PartitionKey: Bucket(email), RowKey: waiterKey(email, userID), Props: map[string]any{"user": userID}}
+}
+
 // claimEmail returns the owner of email after trying to claim it for userID.
 // A claim whose owner no longer holds the email (deleted, changed, skipped)
 // is stale and taken over.
@@ -33,7 +43,7 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
 		owner = userID
 		if !exists {
-			ent.Props = map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
+			ent.Props = claimProps(userID, email, run.Seq)
 			return nil
 		}
 		cur, sameRun := ent.Str("owner"), ent.Int("runSeq") == run.Seq
@@ -57,7 +67,7 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 				return errSkipWrite
 			}
 		}
-		ent.Props = map[string]any{"owner": userID, "email": email, "runSeq": run.Seq}
+		ent.Props = claimProps(userID, email, run.Seq)
 		return nil
 	})
 	if err != nil {
@@ -128,7 +138,7 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 			e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
 			continue
 		}
-		claim.Props = map[string]any{"owner": wid, "email": email, "runSeq": run.Seq}
+		claim.Props = claimProps(wid, email, run.Seq)
 		if _, err := e.Store.Replace(ctx, TableEmails, claim); err != nil {
 			if IsCode(err, EPRECONDITION) {
 				return nil // someone else changed the claim: they handle it
@@ -162,8 +172,7 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 	// Listed as waiting first, then the claim checked: a release either
 	// sees this waiter (and promotes it) or happened before the check
 	// (which then finds the email free).
-	if _, err := e.Store.Upsert(ctx, TableEmails, Entity{PartitionKey: Bucket(u.Email), RowKey: waiterKey(u.Email, u.ID),
-		Props: map[string]any{"user": u.ID}}); err != nil {
+	if _, err := e.Store.Upsert(ctx, TableEmails, waiterRow(u.Email, u.ID)); err != nil {
 		return fmt.Errorf("record duplicate %s: %w", u.ID, err)
 	}
 	owner, err := e.claimEmail(ctx, run, u.Email, u.ID)
