@@ -15,6 +15,7 @@ import (
 
 	"github.com/entrasync/entrasync/internal/api"
 	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
 )
 
 func TestNewChecksConfig(t *testing.T) {
@@ -255,6 +256,21 @@ func TestSyncNowRunsAndIsVisible(t *testing.T) {
 	res.decode(&started)
 	if started.Run.Mode != dirsync.ModeFull {
 		t.Errorf("mode = %s, want full", started.Run.Mode)
+	}
+	// While it enumerates, status estimates the time left from the rate
+	// and the last run's directory size.
+	e.Drain(dirsynctest.DrainOptions{MaxSteps: 2})
+	e.Clock.Advance(3 * time.Second)
+	var progress struct {
+		ActiveRun *struct {
+			Phase                string
+			RateUsersPerSecond   float64
+			EstimatedSecondsLeft *int64
+		}
+	}
+	e.call("GET", "/api/status", supportKey, "").want(http.StatusOK).decode(&progress)
+	if a := progress.ActiveRun; a == nil || a.Phase != dirsync.PhaseEnumerating || a.RateUsersPerSecond <= 0 || a.EstimatedSecondsLeft == nil || *a.EstimatedSecondsLeft <= 0 {
+		t.Errorf("progress of a full run = %+v", a)
 	}
 	// Cancel it: 200, then 409 the second time.
 	e.call("POST", "/api/runs/"+started.Run.ID+"/cancel", adminKey, "").want(http.StatusOK).decode(&got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -99,6 +100,11 @@ type runProgress struct {
 	// RateUsersPerSecond is users seen per second since the run started.
 	RateUsersPerSecond float64 `json:"rateUsersPerSecond"`
 	ElapsedSeconds     int64   `json:"elapsedSeconds"`
+	// EstimatedSecondsLeft is how long reading the rest of a full
+	// enumeration should take at the measured rate, against the directory's
+	// last known size; absent when there is nothing to estimate from (a
+	// delta run reads only changes; a first sync knows no size).
+	EstimatedSecondsLeft *int64 `json:"estimatedSecondsLeft,omitempty"`
 }
 
 type statusAction struct {
@@ -132,6 +138,10 @@ func (h *Handler) getStatus(c *call) (*response, error) {
 			if el >= time.Second {
 				p.RateUsersPerSecond = float64(int64(float64(a.Counters.Seen)/el.Seconds()*10)) / 10
 			}
+		}
+		if rate := p.RateUsersPerSecond; a.Mode == dirsync.ModeFull && a.Phase == dirsync.PhaseEnumerating && rate > 0 && st.DirectoryUsers > a.Counters.Seen {
+			left := int64(math.Ceil(float64(st.DirectoryUsers-a.Counters.Seen) / rate))
+			p.EstimatedSecondsLeft = &left
 		}
 		res.ActiveRun = p
 	}
