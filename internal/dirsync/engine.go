@@ -27,6 +27,9 @@ type Engine struct {
 	// Sleep waits (default time.Sleep); only a start waiting for a run that
 	// is saving its delta token uses it.
 	Sleep func(time.Duration)
+	// Random fills b with random bytes for run ids (default crypto/rand);
+	// the simulator makes it seeded, so a seed replays exactly.
+	Random func(b []byte)
 	// LockStaleAfter is how long a running run may go without showing
 	// progress before it counts as stalled: a new start may then take its
 	// lock, and the timer fails it (default 30 minutes: longer than the
@@ -85,7 +88,7 @@ func (e *Engine) concurrency() int {
 }
 
 func (e *Engine) settingsStore() *SettingsStore {
-	return &SettingsStore{Store: e.Store, Now: e.now, Logger: e.log()}
+	return &SettingsStore{Store: e.Store, Now: e.now, Logger: e.log(), Random: e.Random}
 }
 
 // GetRun returns one run. Errors: EINVALID for a malformed id, ENOTFOUND.

@@ -163,9 +163,13 @@ var runIDRE = regexp.MustCompile(`^(\d{8}-\d{6})-([0-9a-f]{6})$`)
 
 // newRunID returns an id like "20261123-112233-a1b2c3": sortable, readable,
 // and safe in keys, URLs and blob names.
-func newRunID(now time.Time) string {
+func (e *Engine) newRunID(now time.Time) string {
 	var b [3]byte
-	rand.Read(b[:])
+	if e.Random != nil {
+		e.Random(b[:])
+	} else {
+		rand.Read(b[:])
+	}
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 

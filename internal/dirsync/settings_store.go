@@ -2,6 +2,7 @@ package dirsync
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ type SettingsStore struct {
 	Store  Store
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Random fills b with random bytes (default crypto/rand).
+	Random func(b []byte)
 }
 
 // Get returns the current settings and their ETag. Before an admin saves
@@ -111,7 +114,13 @@ func (ss *SettingsStore) insertAudit(ctx context.Context, a AuditEntry) (string,
 	now := ss.Now()
 	a.Time = now
 	b, _ := json.Marshal(a)
-	rk := fmt.Sprintf("%019d-%s", 1<<62-now.UnixNano(), newRunID(now)[16:])
+	var suffix [3]byte
+	if ss.Random != nil {
+		ss.Random(suffix[:])
+	} else {
+		rand.Read(suffix[:])
+	}
+	rk := fmt.Sprintf("%019d-%x", 1<<62-now.UnixNano(), suffix)
 	props := map[string]any{"who": a.Who, "action": a.Action, "time": now}
 	putChunked(props, "json", string(b))
 	if _, err := ss.Store.Insert(ctx, TableAudit, Entity{PartitionKey: auditPartition, RowKey: rk, Props: props}); err != nil {

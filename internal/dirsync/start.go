@@ -35,7 +35,7 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		return Run{}, errDisabled()
 	}
 	now := e.now()
-	id := newRunID(now)
+	id := e.newRunID(now)
 	replaced, err := e.takeLock(ctx, id, now)
 	if err != nil {
 		return Run{}, err

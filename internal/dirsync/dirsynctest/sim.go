@@ -150,7 +150,8 @@ func NewSim(cfg SimConfig) *Sim {
 	s.Source.PageSize = 2 + rng.Intn(4)
 	s.Source.Partial = rng.Intn(2) == 0
 	s.Engine = &dirsync.Engine{Store: &simStore{s.store, s}, Logs: &simLogs{s.logs}, Queue: &simQueue{s}, Source: &simSource{s.Source, s},
-		Now: s.Clock.Now, Sleep: s.Clock.Advance, Concurrency: 1, MaxDeliveries: simMaxDelivery}
+		Now: s.Clock.Now, Sleep: s.Clock.Advance, Concurrency: 1, MaxDeliveries: simMaxDelivery,
+		Random: func(b []byte) { rng.Read(b) }}
 	for i := 0; i < cfg.Users; i++ {
 		s.addUser()
 	}
@@ -211,17 +212,28 @@ func (s *Sim) mutateTenant() {
 	s.Clock.Advance(time.Millisecond)
 	defer func(before map[string]map[string]string) {
 		after := s.Source.Users()
-		for id, a := range after {
+		ids := make([]string, 0, len(after))
+		for id := range after {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			a := after[id]
 			if b, ok := before[id]; !ok {
 				s.trace("tenant: %s appears", id[len(id)-3:])
 			} else if fmt.Sprint(a) != fmt.Sprint(b) {
 				s.trace("tenant: %s changes: %v", id[len(id)-3:], a)
 			}
 		}
+		gone := []string{}
 		for id := range before {
 			if _, ok := after[id]; !ok {
-				s.trace("tenant: %s removed", id[len(id)-3:])
+				gone = append(gone, id)
 			}
+		}
+		sort.Strings(gone)
+		for _, id := range gone {
+			s.trace("tenant: %s removed", id[len(id)-3:])
 		}
 	}(s.Source.Users())
 	ids := s.tenantIDs()
