@@ -28,7 +28,8 @@ type Settings struct {
 	EmailField        string            `json:"emailField"`
 	DeletionThreshold DeletionThreshold `json:"deletionThreshold"`
 	// GroupScope limits the sync to members of these Entra groups (object
-	// ids). Empty means every user.
+	// ids). Empty means every user. Until group scope is built (issue 15),
+	// Validate refuses a non-empty scope instead of storing it unused.
 	GroupScope []string `json:"groupScope"`
 	// PageSize is the number of users asked of Graph per page (1..999).
 	PageSize int `json:"pageSize"`
@@ -185,6 +186,11 @@ func (s Settings) Validate() error {
 		if !validObjectID(g) {
 			return bad(fmt.Sprintf("groupScope[%d]", i), "%q is not a group object id (a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e)", g)
 		}
+	}
+	if len(s.GroupScope) > 0 {
+		// Refused rather than stored and ignored: an admin who scopes the
+		// sync to groups must not silently get every user.
+		return bad("groupScope", "scoping the sync to groups is not available in this version yet (the engine would sync every user); leave groupScope empty")
 	}
 	if s.PageSize < 1 || s.PageSize > 999 {
 		return bad("pageSize", "%d is out of range; use 1 to 999 (200 is a good default)", s.PageSize)
