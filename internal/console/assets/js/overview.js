@@ -22,7 +22,13 @@ export function render(ctx) {
         h('button', { value: 'reset', class: 'danger', id: 'reset-confirm' }, 'Reset and start a full sync'))));
   dialog.addEventListener('close', () => {
     if (dialog.returnValue === 'reset') {
-      act('Reset: a full sync started', async () => { const r = await post('/reset'); state.watching = r.run.id; });
+      // While sync is disabled, reset clears the state and starts nothing:
+      // the answer has no run then, and its message says so.
+      act('Reset: a full sync started', async () => {
+        const r = await post('/reset');
+        if (r.run) state.watching = r.run.id;
+        return r.message;
+      });
     }
   });
   replace(main, h('h1', {}, 'Overview'), view, dialog);
@@ -54,8 +60,8 @@ export function render(ctx) {
   async function act(what, f) {
     try {
       state.message = null;
-      await f();
-      state.message = { kind: 'ok', text: what + '.' };
+      const said = await f();
+      state.message = { kind: 'ok', text: typeof said === 'string' && said ? said : what + '.' };
     } catch (e) {
       state.message = { kind: 'error', error: e };
     }
