@@ -272,6 +272,8 @@ func (p *parser) parseSubject(t token) (subject, error) {
 		return subject{}, p.errorf(t, "", "Direct Reports for can't be combined with other conditions; Entra allows it only as the whole rule")
 	case strings.HasPrefix(lower, "device."):
 		return subject{}, notSupported(p.rule, t.pos, "device rules (%s); entrasync syncs users, so a rule reads user.<property>", t.text)
+	case lower == "_" && p.scope == scopeAssignedPlan:
+		return subject{}, p.errorf(t, "assignedPlan.<property>", "inside user.assignedPlans -any or -all a condition reads assignedPlan.capabilityStatus, assignedPlan.service or assignedPlan.servicePlanId, not _")
 	case lower == "_":
 		if p.scope != scopeStringItem {
 			return subject{}, p.errorf(t, expected, "_ stands for each value of a multi-value property and is only valid inside -any or -all, as in user.proxyAddresses -any (_ -startsWith \"smtp:\")")
@@ -452,9 +454,7 @@ func looksLikeProperty(w string) bool {
 // parseList parses ["a", "b"] after -in or -notIn.
 func (p *parser) parseList(subj subject) (literal, error) {
 	const expected = `a list such as ["a", "b"]`
-	if typ := subj.typ(); typ != stringProperty && typ != stringsProperty {
-		return literal{}, p.errorf(p.peek(), "", "-in and -notIn compare strings, and %s is not a string", subjectText(subj))
-	}
+	// checkOperator has already refused -in for booleans, dates and objects.
 	if t := p.advance(); t.kind != tokLBracket {
 		return literal{}, p.errorf(t, expected, "expected a list such as [\"a\", \"b\"] after -in or -notIn, found %s", describe(t))
 	}
