@@ -68,10 +68,10 @@
 //   - An en dash or em dash counts as the hyphen: the docs' own examples
 //     (user.mail –ne null) were typeset with en dashes and are pasted as such.
 //   - Quoting: in a double-quoted string a backtick escapes a double quote (`")
-//     or a backtick (``); any other backtick is itself, and a backslash is
+//     or a backtick (“); any other backtick is itself, and a backslash is
 //     always itself (so regular expressions are written plainly). A
-//     single-quoted string escapes a single quote by doubling it (''), as the
-//     docs say; inside double quotes '' stays two quotes, as in PowerShell,
+//     single-quoted string escapes a single quote by doubling it (”), as the
+//     docs say; inside double quotes ” stays two quotes, as in PowerShell,
 //     whose quoting the docs describe. The docs' example
 //     user.department -eq `"Sales`" (escaped quotes outside any string) is
 //     the value "Sales" with its quotes.
