@@ -199,6 +199,7 @@ func TestConformance(t *testing.T) {
 		{name: "multi-line rule", rule: "user.department -eq \"Sales\"\n\t-and user.city -eq \"Lagos\"\r\n", normal: `user.department -eq "Sales" -and user.city -eq "Lagos"`, david: true},
 		{name: "unicode value", rule: `user.city -eq "MÜNCHEN"`},
 		{name: "longest rule allowed", rule: `user.department -eq "` + strings.Repeat("x", rules.MaxLength-len(`user.department -eq ""`)) + `"`},
+		{name: "properties: sorted, each once", rule: `user.city -eq "a" -or user.City -eq "b" -and user.otherMails -any (_ -eq "x") -or user.extensionAttribute3 -eq "y"`, normal: `user.city -eq "a" -or user.city -eq "b" -and user.otherMails -any (_ -eq "x") -or user.extensionAttribute3 -eq "y"`, properties: []string{"city", "extensionAttribute3", "otherMails"}},
 		{name: "direct reports words in any case", rule: `direct reports FOR "AAAAAAAA-0000-1111-2222-BBBBBBBBBBBB"`, normal: `Direct Reports for "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"`, david: true},
 	}
 	for _, tt := range tests {

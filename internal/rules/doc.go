@@ -67,14 +67,14 @@
 //     writes the documented spelling.
 //   - An en dash or em dash counts as the hyphen: the docs' own examples
 //     (user.mail –ne null) were typeset with en dashes and are pasted as such.
-//   - Quoting: in a double-quoted string a backtick escapes a double quote (`")
-//     or a backtick (“); any other backtick is itself, and a backslash is
-//     always itself (so regular expressions are written plainly). A
-//     single-quoted string escapes a single quote by doubling it (”), as the
-//     docs say; inside double quotes ” stays two quotes, as in PowerShell,
-//     whose quoting the docs describe. The docs' example
-//     user.department -eq `"Sales`" (escaped quotes outside any string) is
-//     the value "Sales" with its quotes.
+//   - Quoting: in a double-quoted string a backtick escapes a double quote
+//     (backtick, quote) or a backtick (two backticks); any other backtick is
+//     itself, and a backslash is always itself (so regular expressions are
+//     written plainly). A single-quoted string escapes a single quote by
+//     doubling it, as the docs say; inside double quotes two single quotes
+//     stay two, as in PowerShell, whose quoting the docs describe. The docs'
+//     example user.department -eq `"Sales`" (escaped quotes outside any
+//     string) is the value "Sales" with its quotes.
 //   - Null and the empty string are the same value, for every string
 //     comparison (the docs' "no service plan" example was once -eq "" and is
 //     now -eq null). So null -notStartsWith "x" is true, null -startsWith "x"

@@ -82,9 +82,9 @@ func lex(rule string) ([]token, error) {
 // value and the offset after its closing quote.
 //
 // A double-quoted string escapes a double quote with a backtick (`") and a
-// backtick with a backtick (“); any other backtick is itself. A single-quoted
+// backtick with another backtick; any other backtick is itself. A single-quoted
 // string, as in the docs' memberOf example ['value'], escapes a single quote by
-// doubling it (”). Backslashes are ordinary characters, so regular
+// doubling it. Backslashes are ordinary characters, so regular
 // expressions are written as they are.
 func lexString(rule string, start int) (string, int, error) {
 	quote := rule[start]
