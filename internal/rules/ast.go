@@ -117,10 +117,10 @@ type literal struct {
 // duration is an ISO 8601 duration such as P1D or PT12H, with a sign from
 // -plus or -minus.
 type duration struct {
-	text                   string // as String() writes it, upper-case, "" for none
-	minus                  bool
-	years, months, days    int
-	hours, minutes, second int
+	text                    string // as String() writes it, upper-case, "" for none
+	minus                   bool
+	years, months, days     int
+	hours, minutes, seconds int
 }
 
 func (logical) isNode()       {}

@@ -87,6 +87,9 @@
 //     -notEndsWith "@outlook.com": a positive operator holds when some value
 //     satisfies it; a negated one when no value satisfies its positive form.
 //     -eq null holds for an empty collection, and -ne null for a non-empty one.
+//     So -contains is a partial match within each value, never "the
+//     collection has this item" ("Contains does partial string matches but
+//     not item in a collection matches").
 //   - -all over an empty collection is true (the docs' "users who have no
 //     assigned service plan" example relies on it); -any over one is false.
 //   - The condition after -any/-all is in parentheses in every user example;
@@ -100,8 +103,10 @@
 //     ".*vid" matches David), ignoring case.
 //   - Dates: RFC 3339 with or without fractional seconds, or without a zone
 //     (UTC), or a date alone (midnight UTC); -eq compares instants. system.now
-//     is Env.Now, one instant for a whole run. -lt and -gt are not documented,
-//     so they are errors.
+//     is Env.Now, one instant for a whole run. -le and -ge include the
+//     instant itself (the docs call them "less than" and "greater than", but
+//     their names, as in PowerShell, mean or-equal). -lt and -gt are not
+//     documented, so they are errors.
 //   - -in needs a non-empty list without null (write -or user.x -eq null).
 //   - Direct Reports for needs the manager's object id as a quoted GUID, and
 //     can't be combined with anything, parentheses included, as documented.

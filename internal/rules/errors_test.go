@@ -182,15 +182,16 @@ func TestMatchErrors(t *testing.T) {
 		user rules.Attributes
 		want string
 	}{
-		{`user.department -eq "Sales"`, rules.Attributes{"department": rules.BoolValue(true)}, "user property department holds a bool value where a string was expected"},
-		{`user.accountEnabled -eq true`, rules.Attributes{"accountEnabled": rules.StringsValue("a")}, "user property accountEnabled (Graph accountEnabled) holds a strings value"},
-		{`user.accountEnabled -eq true`, rules.Attributes{"accountEnabled": rules.StringValue("yes")}, "holds a string value"},
+		{`user.department -eq "Sales"`, rules.Attributes{"department": rules.BoolValue(true)}, "user property department holds a value of kind bool where a string was expected"},
+		{`user.accountEnabled -eq true`, rules.Attributes{"accountEnabled": rules.StringsValue("a")}, "user property accountEnabled (Graph accountEnabled) holds a value of kind strings"},
+		{`user.accountEnabled -eq true`, rules.Attributes{"accountEnabled": rules.StringValue("yes")}, "holds a value of kind string"},
 		{`user.employeeHireDate -ge system.now`, rules.Attributes{"employeeHireDate": rules.StringValue("soon")}, `user property employeeHireDate holds "soon", which is not a date`},
-		{`user.employeeHireDate -ge system.now`, rules.Attributes{"employeeHireDate": rules.BoolValue(true)}, "holds a bool value"},
-		{`user.proxyAddresses -any (_ -eq "a")`, rules.Attributes{"proxyAddresses": rules.BoolValue(true)}, "holds a bool value"},
-		{`user.proxyAddresses -eq "a"`, rules.Attributes{"proxyAddresses": rules.ObjectsValue()}, "holds a objects value"},
-		{`user.assignedPlans -any (assignedPlan.service -eq "a")`, rules.Attributes{"assignedPlans": rules.StringsValue("a")}, "holds a strings value"},
-		{`Direct Reports for "` + guid + `"`, rules.Attributes{"manager": rules.BoolValue(true)}, "user property manager holds a bool value"},
+		{`user.employeeHireDate -ge system.now`, rules.Attributes{"employeeHireDate": rules.BoolValue(true)}, "holds a value of kind bool"},
+		{`user.proxyAddresses -any (_ -eq "a")`, rules.Attributes{"proxyAddresses": rules.BoolValue(true)}, "holds a value of kind bool"},
+		{`user.proxyAddresses -eq "a"`, rules.Attributes{"proxyAddresses": rules.ObjectsValue()}, "holds a value of kind objects"},
+		{`user.assignedPlans -any (assignedPlan.service -eq "a")`, rules.Attributes{"assignedPlans": rules.StringsValue("a")}, "holds a value of kind strings"},
+		{`user.assignedPlans -eq null`, rules.Attributes{"assignedPlans": rules.StringsValue("a")}, "holds a value of kind strings"},
+		{`Direct Reports for "` + guid + `"`, rules.Attributes{"manager": rules.BoolValue(true)}, "user property manager holds a value of kind bool"},
 	}
 	for _, tt := range tests {
 		rule, err := rules.Parse(tt.rule)

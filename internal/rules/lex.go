@@ -30,6 +30,8 @@ type token struct {
 	escaped bool
 }
 
+var punctuation = map[rune]tokenKind{'(': tokLParen, ')': tokRParen, '[': tokLBracket, ']': tokRBracket, ',': tokComma}
+
 // lex splits a rule into tokens, or returns the *Error of the first bad one.
 func lex(rule string) ([]token, error) {
 	var tokens []token
@@ -41,8 +43,7 @@ func lex(rule string) ([]token, error) {
 			continue
 		}
 		start := i
-		single := map[rune]tokenKind{'(': tokLParen, ')': tokRParen, '[': tokLBracket, ']': tokRBracket, ',': tokComma}
-		if kind, ok := single[r]; ok {
+		if kind, ok := punctuation[r]; ok {
 			tokens = append(tokens, token{kind: kind, text: string(r), raw: string(r), pos: start})
 			i += size
 			continue

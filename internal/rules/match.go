@@ -93,7 +93,7 @@ func (m *matcher) evalQuantifier(q quantifier) (bool, error) {
 }
 
 func kindError(p property, v Value) error {
-	return fmt.Errorf("user property %s (Graph %s) holds a %s value, which user.%s can't be compared with", p.rule, p.graph, v.Kind, p.rule)
+	return fmt.Errorf("user property %s (Graph %s) holds a value of kind %s, which user.%s can't be compared with", p.rule, p.graph, v.Kind, p.rule)
 }
 
 func (m *matcher) evalComparison(c comparison, it item) (bool, error) {
@@ -130,7 +130,7 @@ func (m *matcher) stringOf(name string, v Value) (string, error) {
 		}
 		return v.Strs[0], nil
 	}
-	return "", fmt.Errorf("user property %s holds a %s value where a string was expected", name, v.Kind)
+	return "", fmt.Errorf("user property %s holds a value of kind %s where a string was expected", name, v.Kind)
 }
 
 // compareString applies a string operator, ignoring case. Null and the empty
@@ -169,18 +169,18 @@ func compareString(op operator, lit literal, s string) bool {
 // "@outlook.com": no address ends so). -eq null holds for an empty collection.
 func (m *matcher) compareCollection(c comparison, v Value) (bool, error) {
 	var values []string
-	switch v.Kind {
-	case Null:
-	case Strings:
+	isPlans := c.subject.prop.typ == assignedPlansProperty
+	switch {
+	case v.Kind == Null:
+	case isPlans && v.Kind == Objects:
+		// The parser allows only -eq null and -ne null on assignedPlans itself.
+		return (len(v.Objs) == 0) == (c.op == opEq), nil
+	case isPlans:
+		return false, kindError(c.subject.prop, v)
+	case v.Kind == Strings:
 		values = v.Strs
-	case String:
+	case v.Kind == String:
 		values = []string{v.Str}
-	case Objects:
-		if c.subject.prop.typ != assignedPlansProperty {
-			return false, kindError(c.subject.prop, v)
-		}
-		empty := len(v.Objs) == 0
-		return empty == (c.op == opEq), nil
 	default:
 		return false, kindError(c.subject.prop, v)
 	}
@@ -266,5 +266,5 @@ func (d duration) apply(t time.Time) time.Time {
 		sign = -1
 	}
 	t = t.AddDate(sign*d.years, sign*d.months, sign*d.days)
-	return t.Add(time.Duration(sign) * (time.Duration(d.hours)*time.Hour + time.Duration(d.minutes)*time.Minute + time.Duration(d.second)*time.Second))
+	return t.Add(time.Duration(sign) * (time.Duration(d.hours)*time.Hour + time.Duration(d.minutes)*time.Minute + time.Duration(d.seconds)*time.Second))
 }

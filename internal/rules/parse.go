@@ -511,7 +511,7 @@ func parseDuration(s string) (duration, bool) {
 	for i := 1; i < len(m); i++ {
 		n[i], _ = strconv.Atoi(m[i]) // at most 6 digits, so no overflow
 	}
-	return duration{text: strings.ToUpper(s), years: n[1], months: n[2], days: 7*n[3] + n[4], hours: n[5], minutes: n[6], second: n[7]}, true
+	return duration{text: strings.ToUpper(s), years: n[1], months: n[2], days: 7*n[3] + n[4], hours: n[5], minutes: n[6], seconds: n[7]}, true
 }
 
 // timeLayouts are the date forms a rule and a user's employeeHireDate may use;
