@@ -169,6 +169,9 @@ func TestConformance(t *testing.T) {
 		{name: "system.now -plus a week is after the hire", rule: `user.employeeHireDate -le system.now -plus P1W`, david: true},
 		{name: "system.now -plus P1Y1M", rule: `user.employeeHireDate -ge system.now -minus P1Y1M`, david: true},
 		{name: "date -eq exact instant, other zone", rule: `user.employeeHireDate -eq "2026-12-03T10:00:00+01:00"`, david: true},
+		{name: "-le includes the instant", rule: `user.employeeHireDate -le "2026-12-03T09:00:00Z"`, david: true},
+		{name: "-ge includes the instant", rule: `user.employeeHireDate -ge "2026-12-03T09:00:00Z"`, david: true},
+		{name: "fractional seconds", rule: `user.employeeHireDate -gE "2026-12-03T09:00:00.5Z"`, normal: `user.employeeHireDate -ge "2026-12-03T09:00:00.5Z"`},
 		{name: "date-only value is midnight UTC", rule: `user.employeeHireDate -ge "2026-12-03"`, normal: `user.employeeHireDate -ge "2026-12-03T00:00:00Z"`, david: true},
 
 		// Multi-value properties with -any and -all.
