@@ -1,0 +1,66 @@
+package rules_test
+
+import (
+	"testing"
+
+	"github.com/entrasync/entrasync/internal/rules"
+)
+
+// FuzzParse checks that Parse never panics, that every error is an *Error
+// inside the rule, that Match never panics on a parsed rule, and that a rule
+// that parses re-parses from its String() to the same String().
+//
+//	go test ./internal/rules/ -run '^$' -fuzz FuzzParse -fuzztime 60s
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		`user.department -eq "Sales"`,
+		`(user.department -eq "Sales") -and -not (user.jobTitle -startsWith "SDE")`,
+		`user.assignedPlans -any (assignedPlan.servicePlanId -eq "efb87545-963c-4e0d-99df-69c6916d9eb0" -and assignedPlan.capabilityStatus -eq "Enabled")`,
+		`(user.proxyAddresses -any (_ -startsWith "contoso"))`,
+		`user.employeehiredate -ge system.now -plus p1d`,
+		`user.employeehiredate -le 2020-06-10T18:13:20Z`,
+		"user.department -eq `\"Sales`\"",
+		`user.mail –ne null`,
+		`user.city -notin ['Lagos', 'O''Brien']`,
+		`Direct Reports for "aaaaaaaa-0000-1111-2222-bbbbbbbbbbbb"`,
+		`user.otherMails -any _ -eq "a"`,
+		`not user.accountEnabled eq TRUE or user.displayName -match "^Da.*"`,
+		"user.department -eq \"a``b`\"\"\n-and user.city -eq $null",
+		`user.extension_c272a57b722d4eb29bfe327874ae79cb_OfficeNumber -eq 123`,
+		`device.deviceOSType -eq "iPad"`,
+		`((((`,
+		"\"unterminated `\"",
+	} {
+		f.Add(seed)
+	}
+	users := []rules.User{david, empty, rules.Attributes{}}
+	f.Fuzz(func(t *testing.T, text string) {
+		rule, err := rules.Parse(text)
+		if err != nil {
+			e, ok := err.(*rules.Error)
+			if !ok {
+				t.Fatalf("Parse(%q) error %T, want *rules.Error", text, err)
+			}
+			if e.Pos < 0 || e.Pos > len(text) || e.Line < 1 || e.Column < 1 || e.Msg == "" {
+				t.Fatalf("Parse(%q) error %#v out of the rule", text, e)
+			}
+			return
+		}
+		normal := rule.String()
+		again, err := rules.Parse(normal)
+		if err != nil {
+			t.Fatalf("Parse(%q) ok, but its String() %q does not parse: %v", text, normal, err)
+		}
+		if got := again.String(); got != normal {
+			t.Fatalf("Parse(%q).String() = %q, which re-parses to %q", text, normal, got)
+		}
+		for _, u := range users {
+			first, err1 := rule.Match(u, rules.Env{Now: now})
+			second, err2 := again.Match(u, rules.Env{Now: now})
+			if first != second || (err1 == nil) != (err2 == nil) {
+				t.Fatalf("%q and its String() %q match differently: %v/%v, %v/%v", text, normal, first, err1, second, err2)
+			}
+		}
+		_ = rule.Properties()
+	})
+}
