@@ -56,8 +56,8 @@ test: install browser vet fuzz | $(BIN)
 ## (FUZZTIME each; part of make test).
 FUZZTIME ?= 3s
 fuzz:
-	@for f in FuzzDecodeWorkItem FuzzDecodeSettings FuzzEscapeKey FuzzUserAttributes; do \
-	  $(GO) test ./internal/dirsync/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for f in dirsync:FuzzDecodeWorkItem dirsync:FuzzDecodeSettings dirsync:FuzzEscapeKey dirsync:FuzzUserAttributes rules:FuzzParse; do \
+	  $(GO) test ./internal/$${f%%:*}/ -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 ## simulate: the engine's deterministic simulator over many seeds, for
 ## SIM_BUDGET (default 5m); prints seeds, faults injected and invariants
