@@ -32,7 +32,7 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 	switch ErrorCode(err) {
 	case "":
 	case ETOKENEXPIRED:
-		return e.restartFull(ctx, run, w, ErrorMessage(err),
+		return e.restartEpoch(ctx, run, w, true, ErrorMessage(err),
 			"The saved sync position is no longer valid (Graph keeps delta tokens for 7 days). A full sync starts now automatically; users deleted in the meantime are removed at its end.")
 	case ETHROTTLED:
 		return e.reschedule(ctx, run, w, RetryAfter(err), "Graph asked us to slow down")
@@ -50,6 +50,18 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 		if err := e.applyPage(ctx, run, settings, w, page.Users, successor); err != nil {
 			return err
 		}
+		// Two attempts of the first page at once (a redelivery while the
+		// first still ran) may have read two rounds: only the recorded one
+		// may go on, and rows this attempt stamped from another round would
+		// count as seen by it, so the enumeration starts again.
+		rec, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq))
+		if err != nil {
+			return fmt.Errorf("read page %d record: %w", w.Seq, err)
+		}
+		if rec.Str("next") != page.NextLink || rec.Str("delta") != page.DeltaLink {
+			return e.restartEpoch(ctx, run, w, false, "two attempts of the first page read different Graph rounds",
+				"The first page was read twice at the same time; the round is read again from its start so that no user is missed.")
+		}
 		return e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink)
 	}
 	consistent, err := e.recordSuccessor(ctx, run, w, page.NextLink+"|"+page.DeltaLink)
@@ -57,8 +69,8 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 		return err
 	}
 	if !consistent {
-		return e.restartFull(ctx, run, w, "Graph answered a page fetched again with another next page",
-			"Graph's paging changed while this page was retried; the full enumeration starts again so that no user is missed.")
+		return e.restartEpoch(ctx, run, w, false, "Graph answered a page fetched again with another next page",
+			"Graph's paging changed while this page was retried; the round is read again from its start so that no user is missed.")
 	}
 	if err := e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink); err != nil {
 		return err
@@ -119,13 +131,24 @@ func (e *Engine) markDirty(ctx context.Context, run Run) error {
 	return err
 }
 
-// restartFull turns the run into a full enumeration after Graph rejected a
-// delta or next link, or its paging changed under a retried page: a new
-// epoch, whose pages start again at 0 and whose collect waits for its own
-// pages only. Never a dead end: the full run sweeps at the end, which
-// removes users deleted while we had no valid token. Items of the old
-// epoch are superseded from here on.
-func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, reason, message string) error {
+// restartEpoch starts the run's round again in a new epoch, whose pages
+// start again at 0 and whose collect waits for its own pages only; items of
+// the old epoch are superseded from here on. With full (Graph rejected the
+// delta or next link) the run becomes a full enumeration: never a dead end,
+// the full run sweeps at the end, which removes users deleted while we had
+// no valid token. Without it (the chain of pages mixed two of Graph's
+// rounds) the round is read again from the same start: a delta run stays a
+// delta run (what the old epoch applied was a true read of Graph and stays),
+// a full run enumerates again.
+func (e *Engine) restartEpoch(ctx context.Context, run Run, w WorkItem, full bool, reason, message string) error {
+	startLink := ""
+	if !full && run.Mode == ModeDelta {
+		delta, err := e.deltaState(ctx)
+		if err != nil {
+			return err
+		}
+		startLink = delta.Link
+	}
 	tooMany := &Error{Code: ETOKENEXPIRED, Message: fmt.Sprintf("The enumeration had to start again %d times in a row (last: %s)", maxRestarts+1, reason),
 		Hint: "Start a full sync later with POST /api/sync {\"mode\":\"full\"}; if it keeps failing, check Graph service health."}
 	updated, err := e.advance(ctx, w, func(r *Run) error {
@@ -133,8 +156,10 @@ func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, reason, m
 			return tooMany
 		}
 		r.Restarts++
-		r.Mode, r.FullFrom, r.Phase = ModeFull, r.Restarts, PhaseEnumerating
-		r.LastPage, r.DeltaLink, r.PagesDone = -1, "", 0
+		if startLink == "" {
+			r.Mode, r.FullFrom = ModeFull, r.Restarts
+		}
+		r.Phase, r.LastPage, r.DeltaLink, r.PagesDone = PhaseEnumerating, -1, "", 0
 		return nil
 	})
 	if err == tooMany {
@@ -145,9 +170,13 @@ func (e *Engine) restartFull(ctx context.Context, run Run, w WorkItem, reason, m
 		return err
 	}
 	lb := e.newLog(updated, &w.Seq)
-	lb.add(LogEvent{Event: EvTokenExpired, Level: LevelWarn, Reason: reason, Message: message})
+	ev := EvTokenExpired
+	if !full {
+		ev = EvRoundRestarted
+	}
+	lb.add(LogEvent{Event: ev, Level: LevelWarn, Reason: reason, Message: message})
 	e.flushLog(ctx, updated, lb)
-	first := WorkItem{Kind: WorkPage, RunID: run.ID, Epoch: updated.Restarts}
+	first := WorkItem{Kind: WorkPage, RunID: run.ID, Epoch: updated.Restarts, Link: startLink}
 	return e.send(ctx, first, zeroTime)
 }
 

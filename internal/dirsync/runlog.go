@@ -49,6 +49,7 @@ const (
 	EvPendingDeletion   = "pending_deletion"
 	EvDeletionKept      = "deletion_kept"
 	EvTokenExpired      = "delta_token_expired"
+	EvRoundRestarted    = "round_restarted"
 	EvThrottled         = "throttled"
 	EvSweep             = "sweep"
 	EvApproved          = "deletions_approved"
