@@ -277,7 +277,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 		}
 	}
 	if had {
-		u.CreatedAt, u.ChangedAt = old.CreatedAt, old.ChangedAt
+		u.CreatedAt, u.ChangedAt, u.AddedBy, u.UpdatedBy = old.CreatedAt, old.ChangedAt, old.AddedBy, old.UpdatedBy
 	}
 	emailField := s.emailField()
 	u.Email = NormalizeEmail(fields[emailField])
@@ -339,7 +339,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 		}
 		switch {
 		case !had || old.Status != StatusActive:
-			u.Action = actAdded
+			u.Action, u.AddedBy = actAdded, run.Seq
 			c.Added++
 			ev := logUser
 			ev.Event = EvAdded
@@ -348,11 +348,19 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 			}
 			lb.add(ev)
 		case old.Hash != u.Hash:
-			u.Action = actUpdated
+			u.Action, u.UpdatedBy = actUpdated, run.Seq
 			c.Updated++
 			ev := logUser
 			ev.Event, ev.Changes = EvUpdated, s.diffFields(old.Fields, fields)
 			lb.add(ev)
+		case stampEpoch(stamp) > 0 && old.AddedBy == run.Seq:
+			// Added by an earlier epoch of this run: the run's counters come
+			// from its last epoch, which must still say so.
+			u.Action = actAdded
+			c.Added++
+		case stampEpoch(stamp) > 0 && old.UpdatedBy == run.Seq:
+			u.Action = actUpdated
+			c.Updated++
 		default:
 			u.Action = actUnchanged
 			c.Unchanged++

@@ -105,20 +105,13 @@ func (e *Engine) commitRun(ctx context.Context, run Run) error {
 	return Errorf(EUNAVAILABLE, "could not save the delta token: the lock kept changing")
 }
 
-// pageTotals sums a run's page records. Changes (added, updated, failed)
-// are summed over every epoch: each happened once. What describes the
-// directory as the run saw it (seen, unchanged, duplicate, skipped) comes
-// from the last epoch alone, which read every user again after a restart;
-// summing those too would count a user once per epoch.
+// pageTotals sums the page records of the run's last epoch. A restarted
+// run reads every user again in its last epoch, and what earlier epochs
+// did is known from the rows (addedBy, updatedBy, apply.go), so the last
+// epoch's counters are the run's: no user is counted once per epoch, and
+// no change is lost with an epoch whose pages never got recorded.
 func (e *Engine) pageTotals(ctx context.Context, run Run) (Counters, error) {
 	var c Counters
-	current := epochPrefix(run.Restarts)
-	err := e.scanPartition(ctx, TablePages, run.ID, func(ent Entity) {
-		p := countersFrom(ent)
-		if len(ent.RowKey) < len(current) || ent.RowKey[:len(current)] != current {
-			p = Counters{Added: p.Added, Updated: p.Updated, Failed: p.Failed}
-		}
-		c.add(p)
-	})
+	err := e.scanPrefix(ctx, TablePages, run.ID, epochPrefix(run.Restarts), func(ent Entity) { c.add(countersFrom(ent)) })
 	return c, err
 }

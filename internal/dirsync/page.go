@@ -2,12 +2,14 @@ package dirsync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // maxRestarts bounds restarts to a full enumeration within one run.
-const maxRestarts = 5
+const maxRestarts = 10
 
 // doPage fetches one Graph page and applies it. The successor is queued
 // before the page is applied, so fetching the next page overlaps with
@@ -15,20 +17,20 @@ const maxRestarts = 5
 // successor's link, so a page found recorded queues it again (the queue
 // drops the duplicate) instead of trusting it was sent.
 //
-// The first page of an epoch is applied before its successor is queued: it
-// is fetched with an empty link, and fetching it again starts a new round
-// of Graph's with other pages, so nothing may build on one fetch of it
-// until that fetch is recorded. A later page fetched again must lead to
-// the same successor it recorded; if Graph answers otherwise, the chain
-// of this epoch mixes two rounds, and the enumeration starts again rather
-// than risk a user falling between them (and being swept as deleted).
+// A page fetched again (a retry, or two deliveries at once) must lead to
+// the successor its first fetch recorded. If Graph answers otherwise (a
+// first page read again always starts a new round of Graph's), the epoch's
+// pages would mix two rounds: users the first attempt stamped would count
+// as seen by a round that may not hold them, and a user could fall between
+// the rounds and be swept as deleted. The round is then read again from its
+// start in a new epoch (restartEpoch).
 func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkItem) error {
 	if rec, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq)); err == nil {
 		return e.queueSuccessor(ctx, w, rec.Str("next"), rec.Str("delta"))
 	} else if !IsCode(err, ENOTFOUND) {
 		return err
 	}
-	page, err := e.Source.UsersDelta(ctx, DeltaRequest{Link: w.Link, Select: settings.SelectAttributes(), PageSize: settings.PageSize})
+	page, err := e.fetchPage(ctx, run, settings, w)
 	switch ErrorCode(err) {
 	case "":
 	case ETOKENEXPIRED:
@@ -46,36 +48,94 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 		return err
 	}
 	successor := map[string]any{"next": page.NextLink, "delta": page.DeltaLink}
-	if w.Seq == 0 {
-		if err := e.applyPage(ctx, run, settings, w, page.Users, successor); err != nil {
-			return err
-		}
-		// Two attempts of the first page at once (a redelivery while the
-		// first still ran) may have read two rounds: only the recorded one
-		// may go on, and rows this attempt stamped from another round would
-		// count as seen by it, so the enumeration starts again.
-		rec, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq))
-		if err != nil {
-			return fmt.Errorf("read page %d record: %w", w.Seq, err)
-		}
-		if rec.Str("next") != page.NextLink || rec.Str("delta") != page.DeltaLink {
-			return e.restartEpoch(ctx, run, w, false, "two attempts of the first page read different Graph rounds",
-				"The first page was read twice at the same time; the round is read again from its start so that no user is missed.")
-		}
-		return e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink)
-	}
 	consistent, err := e.recordSuccessor(ctx, run, w, page.NextLink+"|"+page.DeltaLink)
 	if err != nil {
 		return err
 	}
 	if !consistent {
-		return e.restartEpoch(ctx, run, w, false, "Graph answered a page fetched again with another next page",
-			"Graph's paging changed while this page was retried; the round is read again from its start so that no user is missed.")
+		return e.restartEpoch(ctx, run, w, false, "a page fetched again led to another next page than its first fetch",
+			"Graph answered a retried page from another round (a first page read again always starts a new one); the round is read again from its start so that no user is missed.")
 	}
 	if err := e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink); err != nil {
 		return err
 	}
 	return e.applyPage(ctx, run, settings, w, page.Users, successor)
+}
+
+// fetchPage reads the item's page from Graph. The first page of an epoch is
+// kept (in the pages table, beside the run's page records) the first time it
+// is read, and every later attempt uses that copy: fetched again, a first
+// page starts a new round of Graph's with other pages, which would mix two
+// rounds in one epoch. Later pages are fetched again by their link
+// (recordSuccessor checks that Graph answers the same round). The copy
+// holds what the directory holds (sensitive fields included), so it stays
+// in the tables, not in the log container that support staff browse.
+func (e *Engine) fetchPage(ctx context.Context, run Run, s Settings, w WorkItem) (UserPage, error) {
+	req := DeltaRequest{Link: w.Link, Select: s.SelectAttributes(), PageSize: s.PageSize}
+	if w.Seq != 0 {
+		return e.Source.UsersDelta(ctx, req)
+	}
+	if page, ok, err := e.keptPage(ctx, run, w); err != nil || ok {
+		return page, err
+	}
+	page, err := e.Source.UsersDelta(ctx, req)
+	if err != nil {
+		return page, err
+	}
+	b, err := json.Marshal(page)
+	if err != nil {
+		return UserPage{}, fmt.Errorf("keep first page: %w", err)
+	}
+	// Rows of up to keptPartsPerRow properties; one batch, so the copy is
+	// whole or absent, and of two attempts at once the first one wins.
+	const keptPartsPerRow = 16
+	var ops []BatchOp
+	text := []rune(string(b))
+	for row := 0; len(text) > 0 || row == 0; row++ {
+		props := map[string]any{}
+		for part := 0; part < keptPartsPerRow && len(text) > 0; part++ {
+			n := min(len(text), maxPropChars)
+			props[fmt.Sprintf("p%02d", part)] = string(text[:n])
+			text = text[n:]
+		}
+		ops = append(ops, BatchOp{Kind: BatchInsert, Entity: Entity{PartitionKey: run.ID + "|kept", RowKey: fmt.Sprintf("%s%04d", epochPrefix(w.Epoch), row), Props: props}})
+	}
+	if len(ops) > MaxBatch {
+		return page, nil // too large to keep (never with Graph's page sizes): use it as read
+	}
+	if err := e.Store.Batch(ctx, TablePages, ops); err != nil && !IsCode(err, ECONFLICT) {
+		return UserPage{}, fmt.Errorf("keep first page: %w", err)
+	}
+	page, _, err = e.keptPage(ctx, run, w)
+	return page, err
+}
+
+// keptPage reads the kept copy of an epoch's first page (ok false when
+// there is none).
+func (e *Engine) keptPage(ctx context.Context, run Run, w WorkItem) (UserPage, bool, error) {
+	var b strings.Builder
+	rows := 0
+	err := e.scanPrefix(ctx, TablePages, run.ID+"|kept", epochPrefix(w.Epoch), func(ent Entity) {
+		rows++
+		for part := 0; ; part++ {
+			v, ok := ent.Props[fmt.Sprintf("p%02d", part)].(string)
+			if !ok {
+				break
+			}
+			b.WriteString(v)
+		}
+	})
+	if err != nil {
+		return UserPage{}, false, fmt.Errorf("read kept first page: %w", err)
+	}
+	if rows == 0 {
+		return UserPage{}, false, nil
+	}
+	var page UserPage
+	if err := json.Unmarshal([]byte(b.String()), &page); err != nil {
+		return UserPage{}, false, fmt.Errorf("read kept first page: %w", err)
+	}
+	return page, true, nil
 }
 
 // recordSuccessor notes which successor a page's first fetch led to, and

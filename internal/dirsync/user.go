@@ -34,9 +34,14 @@ type User struct {
 	// RunSeq and PageSeq stamp the page that last wrote the row, so an older
 	// page never overwrites a newer state and a redelivered page is
 	// recognised; Action is what that page did (added, updated, ...).
-	RunSeq    int64     `json:"-"`
-	PageSeq   int64     `json:"-"`
-	Action    string    `json:"-"`
+	RunSeq  int64  `json:"-"`
+	PageSeq int64  `json:"-"`
+	Action  string `json:"-"`
+	// AddedBy and UpdatedBy are the runs that last added (made active) and
+	// last changed the user, so a run restarted in a new epoch still counts
+	// what its earlier epochs did.
+	AddedBy   int64     `json:"-"`
+	UpdatedBy int64     `json:"-"`
 	CreatedAt time.Time `json:"createdAt"`
 	ChangedAt time.Time `json:"changedAt"` // last change of fields or status
 	ETag      string    `json:"-"`
@@ -202,6 +207,8 @@ func userToEntity(u User) Entity {
 		"runSeq":    u.RunSeq,
 		"pageSeq":   u.PageSeq,
 		"action":    u.Action,
+		"addedBy":   u.AddedBy,
+		"updatedBy": u.UpdatedBy,
 		"createdAt": u.CreatedAt.UTC(),
 		"changedAt": u.ChangedAt.UTC(),
 	}
@@ -223,7 +230,7 @@ func userFromEntity(e Entity) User {
 	u := User{
 		ID: e.RowKey, Status: e.Str("status"), Reason: e.Str("reason"), DuplicateOf: e.Str("duplicateOf"),
 		Email: e.Str("email"), Missing: e.Str("missing"), UPN: e.Str("upn"), Hash: e.Str("hash"), RunSeq: e.Int("runSeq"),
-		PageSeq: e.Int("pageSeq"), Action: e.Str("action"), CreatedAt: e.Time("createdAt"),
+		PageSeq: e.Int("pageSeq"), Action: e.Str("action"), AddedBy: e.Int("addedBy"), UpdatedBy: e.Int("updatedBy"), CreatedAt: e.Time("createdAt"),
 		ChangedAt: e.Time("changedAt"), ETag: e.ETag, Fields: map[string]string{},
 	}
 	for k, v := range e.Props {

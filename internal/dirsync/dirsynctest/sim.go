@@ -900,6 +900,9 @@ func (p *simLogs) AppendLog(ctx context.Context, name string, data []byte) error
 }
 
 func (p *simLogs) OpenLog(ctx context.Context, name string) (io.ReadCloser, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return nil, err
+	}
 	return p.Logs.OpenLog(ctx, name)
 }
 
