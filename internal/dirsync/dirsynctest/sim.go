@@ -757,31 +757,25 @@ func (p *simStore) Get(ctx context.Context, table, pk, rk string) (dirsync.Entit
 }
 
 func (p *simStore) Insert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
-	if err := workerOf(ctx).point(); err != nil {
-		return "", err
-	}
-	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchInsert, Entity: e}})
-	etag, err := p.Store.Insert(ctx, table, e)
-	p.sim.afterWrite(ctx, table, err)
-	return etag, err
+	return p.write(ctx, table, dirsync.BatchInsert, e, p.Store.Insert)
 }
 
 func (p *simStore) Upsert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
-	if err := workerOf(ctx).point(); err != nil {
-		return "", err
-	}
-	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchUpsert, Entity: e}})
-	etag, err := p.Store.Upsert(ctx, table, e)
-	p.sim.afterWrite(ctx, table, err)
-	return etag, err
+	return p.write(ctx, table, dirsync.BatchUpsert, e, p.Store.Upsert)
 }
 
 func (p *simStore) Replace(ctx context.Context, table string, e dirsync.Entity) (string, error) {
+	return p.write(ctx, table, dirsync.BatchReplace, e, p.Store.Replace)
+}
+
+// write is a single-row write: a scheduling point, then the checks.
+func (p *simStore) write(ctx context.Context, table string, kind dirsync.BatchKind, e dirsync.Entity,
+	do func(context.Context, string, dirsync.Entity) (string, error)) (string, error) {
 	if err := workerOf(ctx).point(); err != nil {
 		return "", err
 	}
-	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: e}})
-	etag, err := p.Store.Replace(ctx, table, e)
+	p.sim.beforeWrite(ctx, table, []dirsync.BatchOp{{Kind: kind, Entity: e}})
+	etag, err := do(ctx, table, e)
 	p.sim.afterWrite(ctx, table, err)
 	return etag, err
 }
