@@ -214,7 +214,13 @@ type latencyRun struct {
 	Seconds    float64 `json:"seconds"`
 	PagesDelay float64 `json:"pagesTimesDelaySeconds"`
 	Ratio      float64 `json:"ratio"`
-	Status     string  `json:"status"`
+	// BaseSeconds is the full sync of the same tenant without the delay,
+	// when -sizes measured it: if fetching and applying overlap, the run
+	// takes about max(base, pages x delay); if not, base + pages x delay.
+	BaseSeconds float64 `json:"baseSeconds,omitempty"`
+	Overlapped  float64 `json:"maxOfBaseAndDelay,omitempty"`
+	Serial      float64 `json:"basePlusDelay,omitempty"`
+	Status      string  `json:"status"`
 }
 
 const pollEvery = 100 * time.Millisecond
@@ -274,7 +280,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	if o.latency > 0 {
 		fmt.Fprintf(out, "\n== latency: %d users, %s per page\n", o.latencyUsers, o.latency)
-		lr, err := benchLatency(ctx, o, handler, logger, hlog, out)
+		var base float64
+		for _, s := range res.Sizes {
+			if s.Users == o.latencyUsers {
+				base = s.Full.Seconds
+			}
+		}
+		lr, err := benchLatency(ctx, o, base, handler, logger, hlog, out)
 		if err != nil {
 			return fmt.Errorf("latency run: %w", err)
 		}
@@ -420,7 +432,7 @@ func benchSize(ctx context.Context, o options, users int, handler string, logger
 	return sr, nil
 }
 
-func benchLatency(ctx context.Context, o options, handler string, logger *slog.Logger, hlog io.Writer, out io.Writer) (latencyRun, error) {
+func benchLatency(ctx context.Context, o options, base float64, handler string, logger *slog.Logger, hlog io.Writer, out io.Writer) (latencyRun, error) {
 	bs, err := startStack(ctx, o, o.latencyUsers, o.latency, handler, logger, hlog)
 	if err != nil {
 		return latencyRun{}, err
@@ -433,6 +445,9 @@ func benchLatency(ctx context.Context, o options, handler string, logger *slog.L
 	lr := latencyRun{Users: o.latencyUsers, PageDelay: o.latency.Seconds(), Pages: r.Graph.Pages, Seconds: r.Seconds, Status: r.Status}
 	lr.PagesDelay = float64(lr.Pages) * lr.PageDelay
 	lr.Ratio = lr.Seconds / lr.PagesDelay
+	if base > 0 {
+		lr.BaseSeconds, lr.Overlapped, lr.Serial = base, max(base, lr.PagesDelay), base+lr.PagesDelay
+	}
 	fmt.Fprintf(out, "   %s in %.1fs; %d pages x %s = %.1fs; ratio %.2f\n", r.Status, r.Seconds, lr.Pages, o.latency, lr.PagesDelay, lr.Ratio)
 	return lr, nil
 }
@@ -678,6 +693,9 @@ func printSummary(out io.Writer, r results) {
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(out, "\nlatency run (%d users, %.0f ms per page): %.1f s for %d pages x %.0f ms = %.1f s: ratio %.2f\n",
 			l.Users, l.PageDelay*1000, l.Seconds, l.Pages, l.PageDelay*1000, l.PagesDelay, l.Ratio)
+		if l.BaseSeconds > 0 {
+			fmt.Fprintf(out, "  without the delay the sync took %.1f s: overlapped it would take ~%.1f s, serial ~%.1f s\n", l.BaseSeconds, l.Overlapped, l.Serial)
+		}
 	}
 }
 
