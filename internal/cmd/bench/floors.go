@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -31,7 +32,7 @@ type floorResult struct {
 // email claim per user, shaped like the engine's (same partitions, the same
 // properties and sizes), into tables of their own prefix in the same Azurite.
 // workers batches are in flight at once.
-func storageFloor(ctx context.Context, conn string, users []graphsim.User, settings dirsync.Settings, workers int) (floorResult, error) {
+func storageFloor(ctx context.Context, conn string, users []graphsim.User, settings dirsync.Settings, workers int, out io.Writer) (floorResult, error) {
 	st, err := table.New(table.Config{ConnectionString: conn, TablePrefix: "benchfloor"})
 	if err != nil {
 		return floorResult{}, err
@@ -108,7 +109,12 @@ func storageFloor(ctx context.Context, conn string, users []graphsim.User, setti
 	}
 	var ferr error
 feed:
-	for _, b := range batches {
+	for i, b := range batches {
+		// Progress every ~10%: Azurite slows as its tables grow, and a
+		// silent minute-long step looks like a hang.
+		if step := len(batches) / 10; step > 0 && i > 0 && i%step == 0 {
+			fmt.Fprintf(out, "   storage floor: %d%% after %.0fs\n", 100*i/len(batches), time.Since(began).Seconds())
+		}
 		select {
 		case work <- b:
 		case ferr = <-errs:

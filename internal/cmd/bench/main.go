@@ -270,6 +270,20 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			"each size runs on a fresh stack (Azurite, simulator, host, handler)",
 		},
 	}
+	path := o.out
+	if path == "" {
+		path = filepath.Join(root, "bench", "results", time.Now().UTC().Format("2006-01-02")+".json")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	// The file is rewritten after every size, so an interrupted run (a
+	// large size taking too long) keeps what it measured.
+	save := func() error {
+		res.Total = time.Since(began).Seconds()
+		b, _ := json.MarshalIndent(res, "", "  ")
+		return os.WriteFile(path, append(b, '\n'), 0o644)
+	}
 	for _, n := range o.sizes {
 		fmt.Fprintf(out, "\n== %d users\n", n)
 		sr, err := benchSize(ctx, o, n, handler, logger, hlog, out)
@@ -277,6 +291,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("%d users: %w", n, err)
 		}
 		res.Sizes = append(res.Sizes, sr)
+		if err := save(); err != nil {
+			return err
+		}
 	}
 	if o.latency > 0 {
 		fmt.Fprintf(out, "\n== latency: %d users, %s per page\n", o.latencyUsers, o.latency)
@@ -292,17 +309,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		res.Latency = &lr
 	}
-	res.Total = time.Since(began).Seconds()
-
-	path := o.out
-	if path == "" {
-		path = filepath.Join(root, "bench", "results", time.Now().UTC().Format("2006-01-02")+".json")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := save(); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
@@ -382,7 +389,7 @@ func benchSize(ctx context.Context, o options, users int, handler string, logger
 	settings.PageSize = o.pageSize
 
 	fmt.Fprintln(out, "1. floors ...")
-	if sr.StorageFloor, err = storageFloor(ctx, bs.conn, bs.Graph.Tenant().Users(), settings, o.floorWorkers); err != nil {
+	if sr.StorageFloor, err = storageFloor(ctx, bs.conn, bs.Graph.Tenant().Users(), settings, o.floorWorkers, out); err != nil {
 		return sr, err
 	}
 	fmt.Fprintf(out, "   storage: %d entities in %.1fs (%.0f/s, %d batches, %d in flight)\n",
