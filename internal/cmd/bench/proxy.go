@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 // storageCounter is a reverse proxy in front of one Azurite endpoint that
@@ -63,7 +64,10 @@ func newStorageCounter(target string, blob bool) (*storageCounter, error) {
 	s.proxy = httputil.NewSingleHostReverseProxy(origin)
 	// Many concurrent batches from the handler and the floor: keep enough
 	// idle connections to Azurite that the proxy does not redial per request.
-	s.proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	// IdleConnTimeout stays under Node's 5 s keep-alive timeout: Azurite
+	// closes an idle connection then, and a batch sent on it in that
+	// instant is reset (a 502 here, retried by the SDK, but noise).
+	s.proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true, IdleConnTimeout: 4 * time.Second}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve)}
 	go s.srv.Serve(ln)
 	return s, nil
