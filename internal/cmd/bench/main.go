@@ -291,23 +291,20 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("%d users: %w", n, err)
 		}
 		res.Sizes = append(res.Sizes, sr)
+		// The latency run follows the size it is compared with, so a long
+		// run interrupted at a larger size still has it.
+		if o.latency > 0 && n == o.latencyUsers {
+			fmt.Fprintf(out, "\n== latency: %d users, %s per page\n", o.latencyUsers, o.latency)
+			base := sr.Full.Seconds
+			lr, err := benchLatency(ctx, o, base, handler, logger, hlog, out)
+			if err != nil {
+				return fmt.Errorf("latency run: %w", err)
+			}
+			res.Latency = &lr
+		}
 		if err := save(); err != nil {
 			return err
 		}
-	}
-	if o.latency > 0 {
-		fmt.Fprintf(out, "\n== latency: %d users, %s per page\n", o.latencyUsers, o.latency)
-		var base float64
-		for _, s := range res.Sizes {
-			if s.Users == o.latencyUsers {
-				base = s.Full.Seconds
-			}
-		}
-		lr, err := benchLatency(ctx, o, base, handler, logger, hlog, out)
-		if err != nil {
-			return fmt.Errorf("latency run: %w", err)
-		}
-		res.Latency = &lr
 	}
 	if err := save(); err != nil {
 		return err
