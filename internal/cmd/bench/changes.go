@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"time"
 )
 
 // changeSet is what was changed in the simulated directory before an
@@ -42,6 +43,7 @@ func (bs *benchStack) makeChanges(ctx context.Context, n int) (changeSet, error)
 	stride := len(ids) / max(existing, 1)
 	pick := func(i int) string { return ids[i*stride] }
 
+	began := time.Now()
 	var i int
 	for k := range cs.Attributes {
 		if err := bs.sim(ctx, http.MethodPatch, "/_sim/users/"+pick(i), map[string]any{"jobTitle": fmt.Sprintf("Bench title %d", k)}); err != nil {
@@ -71,6 +73,7 @@ func (bs *benchStack) makeChanges(ctx context.Context, n int) (changeSet, error)
 		}
 	}
 	cs.Total = n
+	cs.Seconds = time.Since(began).Seconds()
 	return cs, nil
 }
 
