@@ -61,6 +61,7 @@ type options struct {
 	floorWorkers int
 	runTimeout   time.Duration
 	out          string
+	summarize    string
 }
 
 func main() {
@@ -71,6 +72,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.summarize != "" {
+		if err := summarize(o.summarize, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -89,6 +97,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.floorWorkers, "floor-workers", 4, "batches in flight at once in the storage floor")
 	fs.DurationVar(&o.runTimeout, "run-timeout", 30*time.Minute, "longest one sync may take")
 	fs.StringVar(&o.out, "out", "", "results file (default bench/results/<UTC date>.json)")
+	fs.StringVar(&o.summarize, "summarize", "", "print the summary table of this results file and run nothing (for a run that was interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -621,6 +630,19 @@ func describeMachine() machine {
 		}
 	}
 	return m
+}
+
+func summarize(path string, out io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	printSummary(out, r)
+	return nil
 }
 
 // printSummary prints one Markdown table per size (it reads on a terminal
