@@ -356,8 +356,10 @@ func startStack(ctx context.Context, o options, users int, latency time.Duration
 	bs.conn = azurite.ConnectionString(bs.blobs.URL(), inst.QueueURL, bs.tables.URL())
 	bs.Stack, err = localstack.Start(ctx, localstack.Options{
 		Handler: handler, StorageConnectionString: bs.conn,
-		Graph:  graphsim.Config{Users: users, Seed: o.seed, PageSize: o.pageSize, PageLatency: latency, NullForClearedProperties: true},
-		Host:   devhost.Options{HandlerOutput: hlog},
+		Graph: graphsim.Config{Users: users, Seed: o.seed, PageSize: o.pageSize, PageLatency: latency, NullForClearedProperties: true},
+		// The schedule's timer (every 5 minutes here) would start syncs of
+		// its own, racing the measured ones: only the API starts runs here.
+		Host:   devhost.Options{HandlerOutput: hlog, DisableTimers: true},
 		Logger: logger,
 	})
 	if err != nil {
