@@ -17,7 +17,7 @@ TESTFLAGS ?=
 # build cache, so msgraph-sdk-go (~3 min, 4.5 GB) compiles once, not twice.
 export CGO_ENABLED := 0
 
-.PHONY: run test bench package deploy install browser build vet clean simulate fuzz
+.PHONY: run test bench bench-micro package deploy install browser build vet clean simulate fuzz
 
 ## install: fetch Go modules and the pinned Azurite (npm ci); idempotent.
 install:
@@ -66,8 +66,21 @@ SIM_BUDGET ?= 5m
 simulate:
 	SIM_BUDGET=$(SIM_BUDGET) SIM_FIRST=$${SIM_FIRST:-1000} $(GO) test ./internal/dirsync/ -run '^TestSimulation$$' -count=1 -v -timeout 0 | grep -v '^=== RUN'
 
-## bench: speed and memory targets.
+## bench: issue 17's end-to-end benchmark (not part of make test): for each
+## tenant size in SIZES, floors (storage, Graph), a full sync, CHANGES changes
+## and an incremental sync, a run-log CSV download; then a latency run. Through
+## the local host, the handler, Azurite and the Graph simulator over HTTPS.
+## Results in bench/results/<date>.json; docs/benchmarks.md explains them.
+## Quick run: make bench SIZES=10000
+SIZES     ?= 10000,100000
+CHANGES   ?= 1000
+BENCHFLAGS ?=
 bench: install
+	$(GO) build -o $(BIN)/bench ./internal/cmd/bench
+	$(BIN)/bench -sizes $(SIZES) -changes $(CHANGES) $(BENCHFLAGS)
+
+## bench-micro: the Go micro-benchmarks (go test -bench) of every package.
+bench-micro: install
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## package: the deployment zip: host.json, one folder per function, and a
