@@ -144,11 +144,12 @@ func (e *Engine) setLockStatus(ctx context.Context, runID string, status RunStat
 	return err
 }
 
-// heartbeat records progress at most once a minute; failures are harmless.
-func (e *Engine) heartbeat(ctx context.Context, runID string) {
-	ent, err := e.Store.Get(ctx, TableState, statePartition, lockRowKey)
-	lock := lockFromEntity(ent)
-	if err != nil || lock.RunID != runID || e.now().Sub(lock.Heartbeat) < time.Minute {
+// heartbeat records progress on the lock as the item read it, at most once
+// a minute. The write is conditional on that read: if the step changed the
+// lock meanwhile (blocked, released), the heartbeat is simply dropped.
+// Failures are harmless.
+func (e *Engine) heartbeat(ctx context.Context, lock lockState) {
+	if lock.RunID == "" || e.now().Sub(lock.Heartbeat) < time.Minute {
 		return
 	}
 	lock.Heartbeat = e.now()

@@ -44,8 +44,12 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 	if page.NextLink == "" && page.DeltaLink == "" {
 		return Errorf(EINVALID, "Graph returned a page with neither a next link nor a delta link")
 	}
-	if err := e.markDirty(ctx, run); err != nil {
-		return err
+	// Every later page of the epoch is queued after this first one's
+	// successor, so marking at the first page precedes every write.
+	if w.Seq == 0 {
+		if err := e.markDirty(ctx, run); err != nil {
+			return err
+		}
 	}
 	successor := map[string]any{"next": page.NextLink, "delta": page.DeltaLink}
 	consistent, err := e.recordSuccessor(ctx, run, w, page.NextLink+"|"+page.DeltaLink)
@@ -174,7 +178,8 @@ func (e *Engine) queueSuccessor(ctx context.Context, w WorkItem, nextLink, delta
 	return e.send(ctx, collect, zeroTime)
 }
 
-// markDirty records, before a run's first write, that it applies changes.
+// markDirty records, before a run's first write (at each epoch's first
+// page), that it applies changes.
 // If the run then does not succeed, its delta token is discarded while its
 // changes stay, and a later delta round from the older token may not
 // repeat them (Graph sends "at least" what changed: a value changed and

@@ -158,12 +158,12 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		log.InfoContext(ctx, "superseded work item dropped", "status", run.Status, "runEpoch", run.Restarts)
 		return nil
 	}
+	var lock lockState
 	if !resumeFinish {
 		// The lock is the fence between runs: a run that lost it (replaced
 		// as stalled while its items were delayed) ends here instead of
 		// applying pages beside its successor.
-		lock, err := e.readLock(ctx)
-		if err != nil {
+		if lock, err = e.readLock(ctx); err != nil {
 			return err
 		}
 		if lock.RunID != run.ID {
@@ -176,7 +176,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 	err = steps[w.Kind](e, ctx, run, settings, w)
 	switch {
 	case err == nil:
-		e.heartbeat(ctx, run.ID)
+		e.heartbeat(ctx, lock)
 		return nil
 	case errors.Is(err, errWaiting):
 		return nil
