@@ -76,7 +76,7 @@ func playwright(t *testing.T, dir string) {
 // as an admin and as support would (see the steps there). Screenshots land in
 // bin/console-e2e (or $ENTRASYNC_E2E_ARTIFACTS).
 func TestConsoleInBrowser(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && os.Getenv("CI") != "true" {
 		t.Skip("browser test: not in -short")
 	}
 	browser := chromium(t)

@@ -362,6 +362,30 @@ func ModuleRoot() (string, error) {
 	}
 }
 
+// Workspace returns the module root and its bin/ directory (created), where
+// the local programs build the handler, and creates (or truncates) the named
+// log files in bin/. The caller closes the files.
+func Workspace(logs ...string) (root, bin string, files []*os.File, err error) {
+	if root, err = ModuleRoot(); err != nil {
+		return "", "", nil, err
+	}
+	bin = filepath.Join(root, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", "", nil, err
+	}
+	for _, name := range logs {
+		f, err := os.Create(filepath.Join(bin, name))
+		if err != nil {
+			for _, open := range files {
+				open.Close()
+			}
+			return "", "", nil, err
+		}
+		files = append(files, f)
+	}
+	return root, bin, files, nil
+}
+
 func randomKey() string {
 	b := make([]byte, 24)
 	rand.Read(b)

@@ -236,23 +236,12 @@ const pollEvery = 100 * time.Millisecond
 
 func run(ctx context.Context, o options, out io.Writer) error {
 	began := time.Now()
-	root, err := localstack.ModuleRoot()
+	root, bin, logs, err := localstack.Workspace("bench-host.log", "bench-handler.log")
 	if err != nil {
 		return err
 	}
-	bin := filepath.Join(root, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	logf, err := os.Create(filepath.Join(bin, "bench-host.log"))
-	if err != nil {
-		return err
-	}
+	logf, hlog := logs[0], logs[1]
 	defer logf.Close()
-	hlog, err := os.Create(filepath.Join(bin, "bench-handler.log"))
-	if err != nil {
-		return err
-	}
 	defer hlog.Close()
 	logger := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

@@ -57,23 +57,12 @@ func isTerminal(f *os.File) bool {
 }
 
 func run(ctx context.Context, o options, out io.Writer, tty bool) error {
-	root, err := localstack.ModuleRoot()
+	root, bin, logs, err := localstack.Workspace("host.log", "handler.log")
 	if err != nil {
 		return err
 	}
-	bin := filepath.Join(root, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return err
-	}
-	hostLog, err := os.Create(filepath.Join(bin, "host.log"))
-	if err != nil {
-		return err
-	}
+	hostLog, handlerLog := logs[0], logs[1]
 	defer hostLog.Close()
-	handlerLog, err := os.Create(filepath.Join(bin, "handler.log"))
-	if err != nil {
-		return err
-	}
 	defer handlerLog.Close()
 	rel := func(f *os.File) string {
 		if r, err := filepath.Rel(root, f.Name()); err == nil {
