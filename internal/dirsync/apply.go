@@ -73,11 +73,11 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 		su := latest[id]
 		old, had := existing[id]
 		c.Seen++
-		if had && old.RunSeq == run.Seq && old.PageSeq == stamp && su.Removed == "" {
+		sameStamp := had && old.RunSeq == run.Seq && old.PageSeq == stamp
+		if sameStamp && su.Removed == "" {
 			// An earlier attempt of this page wrote the row. Graph may
-			// answer the retry with a newer state (the first page of an
-			// epoch is even a new round), so apply it again; the page's
-			// outcome stays what the first attempt found.
+			// answer the retry with a newer state of the user, so apply it
+			// again; the page's outcome stays what the first attempt found.
 			var scratch Counters
 			wr, err := e.applyUser(ctx, run, settings, stamp, su, old, had, &scratch, lb)
 			if err != nil {
@@ -102,7 +102,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			writes = append(writes, *wr)
 			continue
 		}
-		if had && !newer(run.Seq, stamp, old.RunSeq, old.PageSeq) && !(old.RunSeq == run.Seq && old.PageSeq == stamp) {
+		if had && !sameStamp && !newer(run.Seq, stamp, old.RunSeq, old.PageSeq) {
 			c.Unchanged++ // a later page already wrote a newer state
 			continue
 		}
