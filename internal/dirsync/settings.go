@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/entrasync/entrasync/internal/rules"
 )
 
 // Settings is everything an admin can change. It is stored as one versioned
@@ -27,10 +29,21 @@ type Settings struct {
 	// EmailField names the directory field used to detect duplicates.
 	EmailField        string            `json:"emailField"`
 	DeletionThreshold DeletionThreshold `json:"deletionThreshold"`
-	// GroupScope limits the sync to members of these Entra groups (object
-	// ids). Empty means every user. Until group scope is built (issue 15),
-	// Validate refuses a non-empty scope instead of storing it unused.
+	// GroupScope limits the sync to the members of these Entra groups
+	// (object ids), nested groups included. With UserScope it says who is
+	// synced: a user in one of the groups, or listed in UserScope. Both
+	// empty means every user.
 	GroupScope []string `json:"groupScope"`
+	// UserScope lists single users to sync (object ids or
+	// userPrincipalNames), besides the members of GroupScope.
+	UserScope []string `json:"userScope"`
+	// ScopeRule, when set, is a rule in Entra's dynamic membership language
+	// a user must also match to be synced (Entra provisioning's scoping
+	// filter), e.g. user.userType -eq "Member" -and user.accountEnabled -eq true.
+	ScopeRule string `json:"scopeRule"`
+	// MirrorGroups keeps the GroupScope groups as directory groups with
+	// their synced (transitive) user members.
+	MirrorGroups bool `json:"mirrorGroups"`
 	// PageSize is the number of users asked of Graph per page (1..999).
 	PageSize int `json:"pageSize"`
 }
@@ -118,6 +131,8 @@ var (
 	timeOfDayRE  = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	maxMappings  = 100
 	maxScopeSize = 500
+	maxUserScope = 1000
+	upnRE        = regexp.MustCompile(`^[^@\s]{1,113}@[^@\s]{1,255}$`)
 )
 
 // Validate checks every field and returns an EINVALID error naming the first
@@ -187,10 +202,21 @@ func (s Settings) Validate() error {
 			return bad(fmt.Sprintf("groupScope[%d]", i), "%q is not a group object id (a GUID such as 0f8fad5b-d9cb-469f-a165-70867728950e)", g)
 		}
 	}
-	if len(s.GroupScope) > 0 {
-		// Refused rather than stored and ignored: an admin who scopes the
-		// sync to groups must not silently get every user.
-		return bad("groupScope", "scoping the sync to groups is not available in this version yet (the engine would sync every user); leave groupScope empty")
+	if len(s.UserScope) > maxUserScope {
+		return bad("userScope", "%d users selected; at most %d are allowed (select a group instead)", len(s.UserScope), maxUserScope)
+	}
+	for i, u := range s.UserScope {
+		if !validObjectID(u) && !upnRE.MatchString(u) {
+			return bad(fmt.Sprintf("userScope[%d]", i), "%q is neither a user object id (a GUID) nor a userPrincipalName (name@domain)", u)
+		}
+	}
+	if s.ScopeRule != "" {
+		if _, err := rules.Parse(s.ScopeRule); err != nil {
+			return bad("scopeRule", "%v", err)
+		}
+	}
+	if s.MirrorGroups && len(s.GroupScope) == 0 {
+		return bad("mirrorGroups", "mirrors the groups selected in groupScope, and none is selected; select groups or turn mirrorGroups off")
 	}
 	if s.PageSize < 1 || s.PageSize > 999 {
 		return bad("pageSize", "%d is out of range; use 1 to 999 (200 is a good default)", s.PageSize)
@@ -261,7 +287,11 @@ func (s Settings) ShapeHash() string {
 		R []string
 		E string
 		G []string
-	}{s.Mapping, slices.Sorted(slices.Values(s.Required)), s.EmailField, slices.Sorted(slices.Values(s.GroupScope))}
+		U []string `json:",omitempty"`
+		S string   `json:",omitempty"`
+		X bool     `json:",omitempty"`
+	}{s.Mapping, slices.Sorted(slices.Values(s.Required)), s.EmailField, slices.Sorted(slices.Values(s.GroupScope)),
+		slices.Sorted(slices.Values(s.UserScope)), s.ScopeRule, s.MirrorGroups}
 	b, _ := json.Marshal(shape)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
@@ -363,6 +393,9 @@ func DecodeSettings(b []byte) (Settings, error) {
 		"emailField":        func() { s.EmailField = def.EmailField },
 		"deletionThreshold": func() { s.DeletionThreshold = def.DeletionThreshold },
 		"groupScope":        func() { s.GroupScope = def.GroupScope },
+		"userScope":         func() { s.UserScope = def.UserScope },
+		"scopeRule":         func() { s.ScopeRule = def.ScopeRule },
+		"mirrorGroups":      func() { s.MirrorGroups = def.MirrorGroups },
 		"pageSize":          func() { s.PageSize = def.PageSize },
 	} {
 		if _, ok := present[name]; !ok {
