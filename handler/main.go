@@ -273,6 +273,9 @@ func (b brokenSource) GroupsDelta(context.Context, dirsync.GroupDeltaRequest) (d
 func (b brokenSource) GroupTransitiveMembers(context.Context, string, string) (dirsync.MemberPage, error) {
 	return dirsync.MemberPage{}, b.fail()
 }
+func (b brokenSource) Group(context.Context, string) (dirsync.SourceGroup, error) {
+	return dirsync.SourceGroup{}, b.fail()
+}
 func (b brokenSource) User(context.Context, string, []string) (dirsync.SourceUser, error) {
 	return dirsync.SourceUser{}, b.fail()
 }

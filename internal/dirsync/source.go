@@ -64,10 +64,14 @@ type SourceGroup struct {
 	ID          string
 	DisplayName string
 	Removed     string
-	// MembersAdded and MembersRemoved are the member object ids reported in
-	// members@delta (in the first round every member is "added").
+	// MembersAdded and MembersRemoved are the user member object ids
+	// reported in members@delta (in the first round every member is "added").
 	MembersAdded   []string
 	MembersRemoved []string
+	// GroupsAdded and GroupsRemoved are the nested group members
+	// (#microsoft.graph.group) reported in members@delta.
+	GroupsAdded   []string
+	GroupsRemoved []string
 }
 
 // GroupPage is one page of a groups delta round; links as in UserPage.
@@ -77,9 +81,11 @@ type GroupPage struct {
 	DeltaLink string
 }
 
-// MemberPage is one page of a group's transitive user members.
+// MemberPage is one page of a group's transitive members.
 type MemberPage struct {
-	UserIDs  []string
+	UserIDs []string
+	// GroupIDs are the nested groups found on this page (at any depth).
+	GroupIDs []string
 	NextLink string // "" on the last page
 }
 
@@ -109,6 +115,9 @@ type Source interface {
 	// GroupTransitiveMembers fetches one page of a group's user members,
 	// nested groups expanded. link "" starts at the first page.
 	GroupTransitiveMembers(ctx context.Context, groupID, link string) (MemberPage, error)
+	// Group fetches one group's id and displayName (ENOTFOUND when it does
+	// not exist, or was deleted).
+	Group(ctx context.Context, id string) (SourceGroup, error)
 	// User fetches one user with the given attributes.
 	User(ctx context.Context, id string, selectAttrs []string) (SourceUser, error)
 	// UserPhoto returns the photo's metadata (ENOTFOUND when there is none).

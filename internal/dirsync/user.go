@@ -44,7 +44,14 @@ type User struct {
 	UpdatedBy int64     `json:"-"`
 	CreatedAt time.Time `json:"createdAt"`
 	ChangedAt time.Time `json:"changedAt"` // last change of fields or status
-	ETag      string    `json:"-"`
+	// Groups lists, sorted, the directory groups (dynamic and mirrored) the
+	// user is a member of. It is the truth of membership: written with the
+	// user's state under the page stamps; TableMembers indexes it per group.
+	Groups []string `json:"groups,omitempty"`
+	// MemberVer versions Groups for the per-group index (members.go): it
+	// grows with every write of the row that changes or re-decides Groups.
+	MemberVer string `json:"-"`
+	ETag      string `json:"-"`
 }
 
 // maxFieldChars bounds one mapped value. Graph attributes are far shorter;
@@ -212,7 +219,10 @@ func userToEntity(u User) Entity {
 		"createdAt": u.CreatedAt.UTC(),
 		"changedAt": u.ChangedAt.UTC(),
 	}
-	for k, v := range map[string]string{"reason": u.Reason, "duplicateOf": u.DuplicateOf, "email": u.Email, "upn": u.UPN, "missing": u.Missing} {
+	if len(u.Groups) > 0 {
+		p["groups"] = strings.Join(u.Groups, ",")
+	}
+	for k, v := range map[string]string{"reason": u.Reason, "duplicateOf": u.DuplicateOf, "email": u.Email, "upn": u.UPN, "missing": u.Missing, "memberVer": u.MemberVer} {
 		if v != "" {
 			p[k] = v
 		}
@@ -231,7 +241,10 @@ func userFromEntity(e Entity) User {
 		ID: e.RowKey, Status: e.Str("status"), Reason: e.Str("reason"), DuplicateOf: e.Str("duplicateOf"),
 		Email: e.Str("email"), Missing: e.Str("missing"), UPN: e.Str("upn"), Hash: e.Str("hash"), RunSeq: e.Int("runSeq"),
 		PageSeq: e.Int("pageSeq"), Action: e.Str("action"), AddedBy: e.Int("addedBy"), UpdatedBy: e.Int("updatedBy"), CreatedAt: e.Time("createdAt"),
-		ChangedAt: e.Time("changedAt"), ETag: e.ETag, Fields: map[string]string{},
+		ChangedAt: e.Time("changedAt"), ETag: e.ETag, Fields: map[string]string{}, MemberVer: e.Str("memberVer"),
+	}
+	if g := e.Str("groups"); g != "" {
+		u.Groups = strings.Split(g, ",")
 	}
 	for k, v := range e.Props {
 		s, ok := v.(string)

@@ -310,3 +310,9 @@ func (s *Source) GroupTransitiveMembers(ctx context.Context, groupID, link strin
 	page.NextLink = raw.NextLink
 	return page, nil
 }
+
+// Group fetches one group's id and displayName.
+// TODO(issue 15): not implemented yet; the groups helper adds it.
+func (s *Source) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
+	return dirsync.SourceGroup{}, dirsync.Errorf(dirsync.EINVALID, "reading one group is not implemented yet")
+}

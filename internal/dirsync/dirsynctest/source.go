@@ -236,3 +236,8 @@ func (s *Source) UserPhoto(ctx context.Context, id string) (dirsync.PhotoInfo, e
 func (s *Source) UserPhotoData(ctx context.Context, id string) ([]byte, error) {
 	return nil, dirsync.Errorf(dirsync.ENOTFOUND, "no photo")
 }
+
+// Group is not served yet (issue 15 adds groups to the fake tenant).
+func (s *Source) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
+	return dirsync.SourceGroup{}, dirsync.Errorf(dirsync.ENOTFOUND, "group %s not found", id)
+}
