@@ -3,6 +3,7 @@ package dirsync
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,17 @@ type userWrite struct {
 	u  User
 	// wasActive: the row was active before this page.
 	wasActive bool
+	// prev is the row as read (nil for a new row).
+	prev *User
+}
+
+// pageContext is what a page decides scope and memberships with.
+type pageContext struct {
+	rg *runGroups
+	// inGroups holds, per user of the page, the selected Entra groups that
+	// contain it (scope rows of the run's generation); nil without a group
+	// scope.
+	inGroups map[string][]string
 }
 
 // applyPage applies one page of Graph users and records the page as done with
@@ -67,6 +79,23 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	if err != nil {
 		return err
 	}
+	rg, err := e.runGroups(ctx, run, settings)
+	if err != nil {
+		return err
+	}
+	pc := &pageContext{rg: rg}
+	if len(settings.GroupScope) > 0 {
+		if pc.inGroups, err = e.readScope(ctx, run.ScopeGen, ids); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		if old, ok := existing[id]; ok {
+			if err := e.resyncMembers(ctx, run, old); err != nil {
+				return err
+			}
+		}
+	}
 
 	var writes, rechecks []userWrite
 	for _, id := range ids {
@@ -79,15 +108,16 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			// answer the retry with a newer state of the user, so apply it
 			// again; the page's outcome stays what the first attempt found.
 			var scratch Counters
-			wr, err := e.applyUser(ctx, run, settings, stamp, su, old, had, &scratch, lb)
+			wr, err := e.applyUser(ctx, run, settings, pc, stamp, su, old, had, &scratch, lb)
 			if err != nil {
 				return err
 			}
-			if wr != nil && wr.u.Status == old.Status && wr.u.Hash == old.Hash && wr.u.Reason == old.Reason && equalRaw(wr.u.Raw, old.Raw) {
+			if wr != nil && wr.u.Status == old.Status && wr.u.Hash == old.Hash && wr.u.Reason == old.Reason && equalRaw(wr.u.Raw, old.Raw) && slices.Equal(wr.u.Groups, old.Groups) {
 				wr = nil // the stamp is already this page's: nothing to write
 			}
 			if wr == nil {
 				countAction(&c, old.Action, old)
+				countMembers(&c, old)
 				if old.Status == StatusDuplicate {
 					// Its email's owner may have let go since (another user
 					// of this page, on the earlier attempt): check again.
@@ -114,7 +144,31 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			}
 			continue
 		}
-		wr, err := e.applyUser(ctx, run, settings, stamp, su, old, had, &c, lb)
+		if why := pc.outOfScope(run, settings, su, old, had); why != "" {
+			c.OutOfScope++
+			if had {
+				ev := LogEvent{Event: EvOutOfScope, UserID: su.ID, UPN: settings.logUPN(old.UPN), Reason: why}
+				lb.add(ev)
+				if err := e.recordDeletion(ctx, run, settings, stamp, old, "left the sync scope: "+why); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !had && run.Mode == ModeDelta && pc.rg.scopes() {
+			// A user entering scope (by a change of the attributes the
+			// scoping rule reads) may come with those attributes only: read
+			// it whole.
+			full, err := e.Source.User(ctx, su.ID, pc.rg.selectAttrs)
+			if IsCode(err, ENOTFOUND) {
+				continue // deleted since: the next round says so
+			}
+			if err != nil {
+				return fmt.Errorf("read user %s entering scope: %w", su.ID, err)
+			}
+			su = full
+		}
+		wr, err := e.applyUser(ctx, run, settings, pc, stamp, su, old, had, &c, lb)
 		if err != nil {
 			return err
 		}
@@ -125,6 +179,11 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	e.flushLog(ctx, run, lb)
 	if err := e.writeUsers(ctx, writes, &c, lb); err != nil {
 		return fmt.Errorf("apply page %d: %w", seq, err)
+	}
+	for _, wr := range writes {
+		if err := e.indexMembers(ctx, settings, wr.u, &c, lb); err != nil {
+			return err
+		}
 	}
 	for _, wr := range append(writes, rechecks...) {
 		if wr.u.Status == StatusDuplicate {
@@ -255,20 +314,16 @@ func uncount(c *Counters, action string, u User) {
 // applyUser decides the new state of one present user, claims its email,
 // logs what changed and returns the row write (nil when nothing changes in a
 // delta run).
-func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64, su SourceUser, old User, had bool, c *Counters, lb *logBuffer) (*userWrite, error) {
+func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, pc *pageContext, stamp int64, su SourceUser, old User, had bool, c *Counters, lb *logBuffer) (*userWrite, error) {
 	now := e.now()
-	var prev *User
-	if had && run.Mode == ModeDelta && old.Status != "" {
-		prev = &old
-	}
-	attrs := s.currentAttributes(su, prev)
+	attrs := userAttributes(run, s, su, old, had)
 	fields, missing, truncated := s.mapUser(attrs)
 	upn, _ := cutRunes(strings.TrimSpace(attrs["userPrincipalName"]), maxFieldChars)
 	u := User{
 		ID: su.ID, Fields: fields, Status: StatusActive, UPN: upn,
 		Hash: fieldsHash(fields), RunSeq: run.Seq, PageSeq: stamp, CreatedAt: now, ChangedAt: now, ETag: old.ETag,
 	}
-	for _, a := range s.rawAttributes() {
+	for _, a := range pc.rg.rawAttrs {
 		if v, ok := attrs[a]; ok && v != "" {
 			if u.Raw == nil {
 				u.Raw = map[string]string{}
@@ -383,7 +438,19 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 			return nil, fmt.Errorf("record duplicate %s: %w", u.ID, err)
 		}
 	}
-	if had && old.Status == u.Status && old.Hash == u.Hash && old.Reason == u.Reason && equalRaw(old.Raw, u.Raw) && run.Mode == ModeDelta {
+	groups, problems := pc.rg.groupsOf(su.ID, attrs, pc.inGroups[su.ID])
+	u.Groups = groups
+	for _, p := range problems {
+		ev := logUser
+		ev.Event, ev.Level, ev.Reason = EvRuleProblem, LevelWarn, p
+		lb.add(ev)
+	}
+	var prevRow *User
+	if had {
+		prevRow = &old
+	}
+	prepareMembers(prevRow, &u, run.Seq, stamp)
+	if had && old.Status == u.Status && old.Hash == u.Hash && old.Reason == u.Reason && equalRaw(old.Raw, u.Raw) && slices.Equal(old.Groups, u.Groups) && run.Mode == ModeDelta {
 		// Unchanged in a delta run: no write. (Full runs write the stamp: it
 		// is how the final sweep knows the user was seen.)
 		return nil, nil
@@ -395,7 +462,41 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, stamp int64
 	if had {
 		kind = BatchReplace
 	}
-	return &userWrite{op: BatchOp{Kind: kind, Entity: userToEntity(u)}, u: u, wasActive: had && old.Status == StatusActive}, nil
+	return &userWrite{op: BatchOp{Kind: kind, Entity: userToEntity(u)}, u: u, wasActive: had && old.Status == StatusActive, prev: prevRow}, nil
+}
+
+// userAttributes returns a user's attributes as they stand after this page
+// (see Settings.currentAttributes): a delta run merges Graph's partial
+// update with what the row holds.
+func userAttributes(run Run, s Settings, su SourceUser, old User, had bool) map[string]string {
+	var prev *User
+	if had && run.Mode == ModeDelta && old.Status != "" {
+		prev = &old
+	}
+	attrs := s.currentAttributes(su, prev)
+	if _, ok := attrs["userPrincipalName"]; !ok && prev != nil && prev.UPN != "" {
+		attrs["userPrincipalName"] = prev.UPN
+	}
+	return attrs
+}
+
+// outOfScope says why a present user is not synced ("" when it is).
+func (pc *pageContext) outOfScope(run Run, s Settings, su SourceUser, old User, had bool) string {
+	if !pc.rg.scopes() {
+		return ""
+	}
+	ok, why := pc.rg.inScope(su.ID, userAttributes(run, s, su, old, had), pc.inGroups[su.ID])
+	if ok {
+		return ""
+	}
+	return why
+}
+
+// countMembers counts the membership changes a written row made.
+func countMembers(c *Counters, u User) {
+	joined, left := memberChanges(u)
+	c.MembersAdded += int64(len(joined))
+	c.MembersRemoved += int64(len(left))
 }
 
 func equalRaw(a, b map[string]string) bool {
@@ -471,6 +572,7 @@ func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters
 		skipped := User{ID: wr.u.ID, Status: StatusSkipped, Action: actSkipped, UPN: truncate(wr.u.UPN, 256),
 			Reason: "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
 			RunSeq: wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
+		prepareMembers(wr.prev, &skipped, wr.u.RunSeq, wr.u.PageSeq)
 		serr := e.Store.Batch(ctx, TableUsers, []BatchOp{{Kind: op.Kind, Entity: userToEntity(skipped)}})
 		if serr != nil && !IsCode(serr, EINVALID) {
 			return serr

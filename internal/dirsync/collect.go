@@ -48,8 +48,13 @@ func (e *Engine) doCollect(ctx context.Context, run Run, _ Settings, w WorkItem)
 		return errWaiting
 	}
 	next, phase := w.next(WorkDecide), PhaseDeciding
-	if run.Mode == ModeFull {
+	switch {
+	case run.Mode == ModeFull:
 		next, phase = w.next(WorkSweep), PhaseSweeping
+	case run.Evaluate:
+		// The dynamic groups changed since the directory was evaluated,
+		// and this delta run read only changed users: evaluate the rest.
+		next, phase = w.next(WorkEvaluate), PhaseEvaluating
 	}
 	if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase, r.PagesDone = phase, int64(len(done)); return nil }); err != nil {
 		return err

@@ -3,6 +3,7 @@ package dirsync
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // doDelete applies one chunk of deletions. A deletion is applied only if no
@@ -83,7 +84,7 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	id := d.UserID
 	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
 	if IsCode(err, ENOTFOUND) {
-		return false, e.removeMemberships(ctx, id)
+		return false, nil // deleted by an earlier attempt, groups first
 	}
 	if err != nil {
 		return false, fmt.Errorf("delete user %s: %w", id, err)
@@ -92,8 +93,25 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	if writtenSince(run, d, u) {
 		return true, nil
 	}
-	if err := e.removeMemberships(ctx, id); err != nil {
+	// The user leaves every group first, through its own row (the user ->
+	// groups index): then the row goes. A retry repeats the same removals.
+	gone := u
+	gone.Status = "deleted"
+	prepareMembers(&u, &gone, run.Seq, deleteStamp)
+	for _, g := range u.MemberDiff {
+		// An index write of u's last change may not have landed: cover it.
+		if !slices.Contains(gone.MemberDiff, g) {
+			gone.MemberDiff = append(gone.MemberDiff, g)
+		}
+	}
+	if len(gone.MemberDiff) > 0 && gone.MemberVer == u.MemberVer {
+		gone.MemberVer = bumpMemberVer(u.MemberVer, run.Seq, deleteStamp)
+	}
+	if err := e.syncMembers(ctx, gone); err != nil {
 		return false, err
+	}
+	for _, g := range u.Memberships() {
+		lb.add(LogEvent{Event: EvMemberRemoved, UserID: id, UPN: d.UPN, Group: g, Reason: "the user was removed from the directory"})
 	}
 	if err := e.Store.Delete(ctx, TableUsers, Bucket(id), id, ent.ETag); err != nil {
 		if IsCode(err, EPRECONDITION) {

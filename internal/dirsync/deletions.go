@@ -61,6 +61,11 @@ func (e *Engine) recordDeletion(ctx context.Context, run Run, s Settings, stamp 
 		if exists && ent.Int("pageSeq") >= stamp {
 			return errSkipWrite
 		}
+		if exists && stamp == sweepStamp {
+			// A page of this run already decided the user goes (left the
+			// scope, or removed in Entra), with the better reason: keep it.
+			return errSkipWrite
+		}
 		next := deletion{PendingDeletion: PendingDeletion{UserID: u.ID, UPN: s.logUPN(u.UPN), Reason: reason}, Stamp: stamp, runID: run.ID}
 		ent.Props = next.entity().Props
 		return nil

@@ -145,10 +145,15 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 			}
 			return fmt.Errorf("release email: %w", err)
 		}
-		u := userFromEntity(ent)
+		cur := userFromEntity(ent)
+		u := cur
 		u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+		prepareMembers(&cur, &u, 0, 0)
 		if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
 			return fmt.Errorf("promote duplicate %s: %w", wid, err)
+		}
+		if err := e.syncMembers(ctx, u); err != nil {
+			return err
 		}
 		e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
 		lb.add(LogEvent{Event: EvDuplicateResolved, UserID: wid, UPN: s.logUPN(u.UPN),
@@ -198,8 +203,12 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 		uncount(c, actDuplicate, cur)
 		countAction(c, promoted.Action, promoted)
 	}
+	prepareMembers(&cur, &promoted, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
 		return fmt.Errorf("promote %s: %w", u.ID, err)
+	}
+	if err := e.syncMembers(ctx, promoted); err != nil {
+		return err
 	}
 	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
 	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: u.ID, UPN: s.logUPN(u.UPN),
@@ -217,16 +226,24 @@ func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, 
 	if err != nil {
 		return fmt.Errorf("release email: %w", err)
 	}
-	u := userFromEntity(ent)
-	if u.Status != StatusDuplicate || u.Email != email {
+	cur := userFromEntity(ent)
+	if cur.Status != StatusDuplicate || cur.Email != email {
+		if cur.Status == StatusActive {
+			return e.syncMembers(ctx, cur) // an interrupted promotion's index writes
+		}
 		return nil
 	}
+	u := cur
 	u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+	prepareMembers(&cur, &u, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
 		if IsCode(err, EPRECONDITION) {
 			return &Error{Code: EUNAVAILABLE, Message: "a waiting duplicate changed while it was promoted; retrying", Err: err}
 		}
 		return fmt.Errorf("promote duplicate %s: %w", owner, err)
+	}
+	if err := e.syncMembers(ctx, u); err != nil {
+		return err
 	}
 	e.Store.Delete(ctx, TableEmails, Bucket(email), waiterKey(email, owner), "")
 	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: owner, UPN: s.logUPN(u.UPN),
@@ -250,11 +267,15 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 	}
 	promoted := u
 	promoted.Status, promoted.Reason, promoted.DuplicateOf, promoted.ChangedAt = StatusActive, "", "", e.now()
+	prepareMembers(&u, &promoted, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
 		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a duplicate changed while it was promoted; counting again", Err: err}
 		}
 		return false, fmt.Errorf("promote %s: %w", u.ID, err)
+	}
+	if err := e.syncMembers(ctx, promoted); err != nil {
+		return false, err
 	}
 	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
 	lb.add(LogEvent{Event: EvDuplicateResolved, UserID: u.ID, UPN: s.logUPN(u.UPN),

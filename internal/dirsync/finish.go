@@ -15,7 +15,7 @@ import (
 // succeeded run through).
 func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) error {
 	if run.Status == RunSucceeded {
-		return e.commitRun(ctx, run)
+		return e.commitRun(ctx, run, s)
 	}
 	totals, err := e.pageTotals(ctx, run)
 	if err != nil {
@@ -57,12 +57,12 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 		finished.Mode, now.Sub(finished.StartedAt).Round(time.Second))})
 	e.flushLog(ctx, finished, lb)
 	e.log().InfoContext(ctx, "run finished", "run", run.ID, "added", totals.Added, "updated", totals.Updated, "deleted", totals.Deleted)
-	return e.commitRun(ctx, finished)
+	return e.commitRun(ctx, finished, s)
 }
 
 // commitRun saves a succeeded run's delta token and counts and releases its
 // lock, all in one batch, while the run still holds the lock.
-func (e *Engine) commitRun(ctx context.Context, run Run) error {
+func (e *Engine) commitRun(ctx context.Context, run Run, s Settings) error {
 	counts, err := e.statusCounts(ctx, run.ID)
 	if err != nil {
 		return err
@@ -83,7 +83,14 @@ func (e *Engine) commitRun(ctx context.Context, run Run) error {
 			{Kind: BatchUpsert, Entity: directoryStats{RunID: run.ID, ByStatus: counts}.entity()},
 		}
 		if run.DeltaLink != "" {
-			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: DeltaState{Link: run.DeltaLink, IssuedAt: e.now(), ShapeHash: run.ShapeHash, RunID: run.ID}.entity()})
+			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: DeltaState{Link: run.DeltaLink, IssuedAt: e.now(), ShapeHash: run.ShapeHash, RunID: run.ID, RuleProps: run.RuleProps}.entity()})
+		}
+		// Every user's memberships now follow the run's groups (a full run
+		// applied everyone, a delta run evaluated the rest), and the scope
+		// rows of its generation are complete.
+		ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: Entity{PartitionKey: statePartition, RowKey: groupsRowKey, Props: map[string]any{"evaluatedHash": run.GroupsHash, "runId": run.ID}}})
+		if len(s.GroupScope) > 0 && run.ScopeLink != "" {
+			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: scopeState{Gen: run.ScopeGen, Link: run.ScopeLink, Tracked: run.ScopeTracked, Hash: scopeHash(s)}.entity()})
 		}
 		// A full run rewrote every user: earlier unfinished runs' changes
 		// are covered. A delta run covers only its own.

@@ -75,7 +75,11 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 // holds what the directory holds (sensitive fields included), so it stays
 // in the tables, not in the log container that support staff browse.
 func (e *Engine) fetchPage(ctx context.Context, run Run, s Settings, w WorkItem) (UserPage, error) {
-	req := DeltaRequest{Link: w.Link, Select: s.SelectAttributes(), PageSize: s.PageSize}
+	rg, err := e.runGroups(ctx, run, s)
+	if err != nil {
+		return UserPage{}, err
+	}
+	req := DeltaRequest{Link: w.Link, Select: rg.selectAttrs, PageSize: s.PageSize}
 	if w.Seq != 0 {
 		return e.Source.UsersDelta(ctx, req)
 	}

@@ -41,6 +41,9 @@ const (
 	// dirtyRowKey names the earliest run that applied changes and has not
 	// been followed by a full run that succeeded (start.go, finish.go).
 	dirtyRowKey = "dirty"
+	// groupsRowKey holds the hash of the dynamic groups the directory's
+	// memberships were last evaluated with (membership.go).
+	groupsRowKey = "groups"
 )
 
 // maxWriteAttempts bounds every optimistic-concurrency loop.
@@ -114,15 +117,19 @@ type DeltaState struct {
 	IssuedAt  time.Time `json:"issuedAt"`
 	ShapeHash string    `json:"-"`
 	RunID     string    `json:"runId"`
+	// RuleProps are the attributes rules read that the rows hold as of this
+	// position: a run whose rules read another one must be full.
+	RuleProps []string `json:"-"`
 }
 
 func deltaFromEntity(e Entity) DeltaState {
-	return DeltaState{Link: e.Str("link"), IssuedAt: e.Time("issuedAt"), ShapeHash: e.Str("shapeHash"), RunID: e.Str("runId")}
+	return DeltaState{Link: e.Str("link"), IssuedAt: e.Time("issuedAt"), ShapeHash: e.Str("shapeHash"), RunID: e.Str("runId"),
+		RuleProps: splitList(e.Str("ruleProps"))}
 }
 
 func (d DeltaState) entity() Entity {
 	return Entity{PartitionKey: statePartition, RowKey: deltaRowKey,
-		Props: map[string]any{"link": d.Link, "issuedAt": d.IssuedAt.UTC(), "shapeHash": d.ShapeHash, "runId": d.RunID}}
+		Props: map[string]any{"link": d.Link, "issuedAt": d.IssuedAt.UTC(), "shapeHash": d.ShapeHash, "runId": d.RunID, "ruleProps": strings.Join(d.RuleProps, ",")}}
 }
 
 // directoryStats is the directory counted by status at the end of a run:

@@ -34,6 +34,7 @@ const (
 const (
 	PhaseEnumerating = "enumerating"
 	PhaseSweeping    = "sweeping"
+	PhaseEvaluating  = "evaluating" // dynamic groups changed: every user's memberships are evaluated again
 	PhaseDeciding    = "deciding"
 	PhaseDeleting    = "deleting"
 	PhaseCounting    = "counting"
@@ -59,6 +60,11 @@ type Counters struct {
 	Duplicate int64 `json:"duplicate"`
 	Skipped   int64 `json:"skipped"`
 	Failed    int64 `json:"failed"`
+	// OutOfScope counts users Graph returned that the scope excludes.
+	OutOfScope int64 `json:"outOfScope"`
+	// MembersAdded and MembersRemoved count group membership changes.
+	MembersAdded   int64 `json:"membersAdded"`
+	MembersRemoved int64 `json:"membersRemoved"`
 	// SkippedBy counts skipped users per missing required field.
 	SkippedBy map[string]int64 `json:"skippedBy,omitempty"`
 }
@@ -72,6 +78,9 @@ func (c *Counters) add(o Counters) {
 	c.Duplicate += o.Duplicate
 	c.Skipped += o.Skipped
 	c.Failed += o.Failed
+	c.OutOfScope += o.OutOfScope
+	c.MembersAdded += o.MembersAdded
+	c.MembersRemoved += o.MembersRemoved
 	for k, v := range o.SkippedBy {
 		if c.SkippedBy == nil {
 			c.SkippedBy = map[string]int64{}
@@ -93,6 +102,7 @@ func (c *Counters) skippedBy(field string, n int64) {
 func (c Counters) props(p map[string]any) {
 	p["c_seen"], p["c_added"], p["c_updated"], p["c_unchanged"] = c.Seen, c.Added, c.Updated, c.Unchanged
 	p["c_deleted"], p["c_duplicate"], p["c_skipped"], p["c_failed"] = c.Deleted, c.Duplicate, c.Skipped, c.Failed
+	p["c_outOfScope"], p["c_joined"], p["c_left"] = c.OutOfScope, c.MembersAdded, c.MembersRemoved
 	for k, v := range c.SkippedBy {
 		p["s_"+k] = v
 	}
@@ -102,6 +112,7 @@ func countersFrom(e Entity) Counters {
 	c := Counters{
 		Seen: e.Int("c_seen"), Added: e.Int("c_added"), Updated: e.Int("c_updated"), Unchanged: e.Int("c_unchanged"),
 		Deleted: e.Int("c_deleted"), Duplicate: e.Int("c_duplicate"), Skipped: e.Int("c_skipped"), Failed: e.Int("c_failed"),
+		OutOfScope: e.Int("c_outOfScope"), MembersAdded: e.Int("c_joined"), MembersRemoved: e.Int("c_left"),
 	}
 	for k := range e.Props {
 		if strings.HasPrefix(k, "s_") {
@@ -151,6 +162,27 @@ type Run struct {
 	LogName   string `json:"logName"`
 	ShapeHash string `json:"-"`
 	DeltaLink string `json:"-"`
+	// GroupsHash identifies the dynamic groups the run snapshotted;
+	// Evaluate is set when they differ from those the directory's
+	// memberships were last evaluated with (every user is then evaluated
+	// again, evaluate.go).
+	GroupsHash string `json:"-"`
+	Evaluate   bool   `json:"-"`
+	// RuleProps are the attributes the run's rules read (saved with its
+	// delta position).
+	RuleProps []string `json:"-"`
+	// Scope (scope.go): ScopeGen is the generation of the scope rows the
+	// run reads (its own Seq when it rebuilt them); ScopeLink the groups
+	// delta link it ends with; ScopeChanged whether its groups delta round
+	// saw a change; ScopeRound counts groups delta rounds within the run;
+	// ScopeTracked the groups the round follows (selected and nested).
+	ScopeGen     int64    `json:"-"`
+	ScopeLink    string   `json:"-"`
+	ScopeChanged bool     `json:"-"`
+	ScopeRound   int64    `json:"-"`
+	ScopeTracked []string `json:"-"`
+	// ScopeGrew: reading members found nested groups the round did not follow.
+	ScopeGrew bool   `json:"-"`
 	ETag      string `json:"-"`
 }
 
@@ -206,6 +238,14 @@ func runToEntity(r Run) (Entity, error) {
 		"startedAt": r.StartedAt.UTC(), "heartbeat": r.Heartbeat.UTC(), "pagesDone": r.PagesDone,
 		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
+		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
+		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","),
+	}
+	if r.ScopeLink != "" {
+		putChunked(p, "scopeLink", r.ScopeLink)
+	}
+	if len(r.ScopeTracked) > 0 {
+		putChunked(p, "scopeTracked", strings.Join(r.ScopeTracked, ","))
 	}
 	for k, v := range map[string]string{"requestedBy": r.RequestedBy, "error": r.Error, "errorCode": string(r.ErrorCode), "hint": r.Hint, "deltaLink": r.DeltaLink} {
 		if v != "" {
@@ -227,6 +267,12 @@ func runFromEntity(e Entity) Run {
 		FullFrom: e.Int("fullFrom"), Restarts: e.Int("restarts"), PendingDeletions: e.Int("pendingDeletions"),
 		Error: e.Str("error"), ErrorCode: Code(e.Str("errorCode")), Hint: e.Str("hint"), LogName: e.Str("logName"), ShapeHash: e.Str("shapeHash"),
 		DeltaLink: e.Str("deltaLink"), ETag: e.ETag, Counters: countersFrom(e),
+		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
+		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
+		RuleProps: splitList(e.Str("ruleProps")),
+	}
+	if t := getChunked(e, "scopeTracked"); t != "" {
+		r.ScopeTracked = strings.Split(t, ",")
 	}
 	if t := e.Time("finishedAt"); !t.IsZero() {
 		r.FinishedAt = &t

@@ -16,13 +16,15 @@ const (
 // LogEvent is one line of a run log (JSON Lines). Support engineers read
 // these in Storage Explorer or download them as JSONL or CSV.
 type LogEvent struct {
-	Time    time.Time     `json:"time"`
-	Level   string        `json:"level"`
-	Run     string        `json:"run"`
-	Page    *int64        `json:"page,omitempty"`
-	Event   string        `json:"event"`
-	UserID  string        `json:"userId,omitempty"`
-	UPN     string        `json:"upn,omitempty"`
+	Time   time.Time `json:"time"`
+	Level  string    `json:"level"`
+	Run    string    `json:"run"`
+	Page   *int64    `json:"page,omitempty"`
+	Event  string    `json:"event"`
+	UserID string    `json:"userId,omitempty"`
+	UPN    string    `json:"upn,omitempty"`
+	// Group is the group a membership or scope line is about.
+	Group   string        `json:"group,omitempty"`
 	Changes []FieldChange `json:"changes,omitempty"`
 	Reason  string        `json:"reason,omitempty"`
 	Message string        `json:"message,omitempty"`
@@ -54,6 +56,12 @@ const (
 	EvSweep             = "sweep"
 	EvApproved          = "deletions_approved"
 	EvRejected          = "deletions_rejected"
+	EvMemberAdded       = "member_added"
+	EvMemberRemoved     = "member_removed"
+	EvOutOfScope        = "out_of_scope"
+	EvScope             = "scope"
+	EvGroupRemoved      = "group_removed"
+	EvRuleProblem       = "rule_problem"
 )
 
 // logBuffer collects a work item's log lines so they are appended in one

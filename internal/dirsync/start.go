@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // StartRequest asks for a run.
@@ -70,9 +71,31 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		return Run{}, fmt.Errorf("start run: %w", err)
 	}
 	unfinished := err == nil
+	groups, err := e.dynamicGroups(ctx)
+	if err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, err
+	}
+	shape, ruleProps := settings.ShapeHash(), ruleProperties(settings, groups)
+	newProps := false
+	for _, p := range ruleProps {
+		newProps = newProps || !slices.Contains(delta.RuleProps, p)
+	}
 	mode := ModeDelta
-	if req.Mode == ModeFull || delta.Link == "" || delta.ShapeHash != settings.ShapeHash() || unfinished {
+	if req.Mode == ModeFull || delta.Link == "" || delta.ShapeHash != shape || newProps || unfinished {
 		mode = ModeFull
+	}
+	evaluated, err := e.Store.Get(ctx, TableState, statePartition, groupsRowKey)
+	if err != nil && !IsCode(err, ENOTFOUND) {
+		e.releaseLock(ctx, id)
+		return Run{}, fmt.Errorf("start run: %w", err)
+	}
+	var scope scopeState
+	if len(settings.GroupScope) > 0 {
+		if scope, err = e.scopeState(ctx, settings); err != nil {
+			e.releaseLock(ctx, id)
+			return Run{}, err
+		}
 	}
 	seq, err := e.nextRunSeq(ctx)
 	if err != nil {
@@ -82,7 +105,13 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	run := Run{
 		ID: id, Seq: seq, Trigger: req.Trigger, Mode: mode, Status: RunRunning, Phase: PhaseEnumerating,
 		RequestedBy: req.RequestedBy, StartedAt: now, Heartbeat: now, LastPage: -1,
-		LogName: logName(id, now), ShapeHash: settings.ShapeHash(),
+		LogName: logName(id, now), ShapeHash: shape,
+		GroupsHash: groupsHash(groups), ScopeGen: scope.Gen, ScopeTracked: scope.Tracked, RuleProps: ruleProps,
+	}
+	run.Evaluate = mode == ModeDelta && run.GroupsHash != evaluated.Str("evaluatedHash")
+	if err := e.snapshotGroups(ctx, id, groups); err != nil {
+		e.releaseLock(ctx, id)
+		return Run{}, err
 	}
 	ent, err := runToEntity(run)
 	if err != nil {
@@ -117,8 +146,10 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		msg += ": the sync state was reset, so every user is read and users no longer in Entra are removed at the end"
 	case mode == ModeFull && delta.Link == "":
 		msg += ": no delta token is saved, so every user is read and users no longer in Entra are removed at the end"
-	case mode == ModeFull && delta.ShapeHash != settings.ShapeHash():
+	case mode == ModeFull && delta.ShapeHash != shape:
 		msg += ": the attribute mapping or scope changed since the last sync"
+	case mode == ModeFull && newProps:
+		msg += ": a rule reads a user attribute the directory does not hold yet"
 	case mode == ModeFull && unfinished && req.Mode != ModeFull:
 		msg += fmt.Sprintf(": run %s applied changes but did not finish, so every user is read again", dirty.Str("runId"))
 	}
@@ -128,9 +159,16 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	lb.add(LogEvent{Event: EvRunStarted, Message: msg})
 	e.flushLog(ctx, run, lb)
 
+	if run.Evaluate {
+		lb.add(LogEvent{Event: EvScope, Message: "the dynamic groups changed since the last sync: every user's memberships are evaluated again"})
+		e.flushLog(ctx, run, lb)
+	}
 	first := WorkItem{Kind: WorkPage, RunID: id}
 	if mode == ModeDelta {
 		first.Link = delta.Link
+	}
+	if len(settings.GroupScope) > 0 {
+		first = firstScopeItem(id, mode, scope)
 	}
 	if err := e.send(ctx, first, zeroTime); err != nil {
 		e.failRun(ctx, id, ErrorCode(err), "The first work item could not be queued.", "Check that Service Bus is reachable (GET /api/health) and the queue sync-work exists.")

@@ -51,7 +51,10 @@ type User struct {
 	// MemberVer versions Groups for the per-group index (members.go): it
 	// grows with every write of the row that changes or re-decides Groups.
 	MemberVer string `json:"-"`
-	ETag      string `json:"-"`
+	// MemberDiff lists the groups whose membership the row's last write
+	// changed: the index entries that write has to set (members_index.go).
+	MemberDiff []string `json:"-"`
+	ETag       string   `json:"-"`
 }
 
 // maxFieldChars bounds one mapped value. Graph attributes are far shorter;
@@ -222,6 +225,9 @@ func userToEntity(u User) Entity {
 	if len(u.Groups) > 0 {
 		p["groups"] = strings.Join(u.Groups, ",")
 	}
+	if len(u.MemberDiff) > 0 {
+		p["memberDiff"] = strings.Join(u.MemberDiff, ",")
+	}
 	for k, v := range map[string]string{"reason": u.Reason, "duplicateOf": u.DuplicateOf, "email": u.Email, "upn": u.UPN, "missing": u.Missing, "memberVer": u.MemberVer} {
 		if v != "" {
 			p[k] = v
@@ -245,6 +251,9 @@ func userFromEntity(e Entity) User {
 	}
 	if g := e.Str("groups"); g != "" {
 		u.Groups = strings.Split(g, ",")
+	}
+	if g := e.Str("memberDiff"); g != "" {
+		u.MemberDiff = strings.Split(g, ",")
 	}
 	for k, v := range e.Props {
 		s, ok := v.(string)

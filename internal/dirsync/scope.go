@@ -1,0 +1,450 @@
+package dirsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Scope by Entra groups (Settings.GroupScope). Who is in the selected
+// groups, nested groups included, is kept in scope rows: TableMembers,
+// PartitionKey "s|<user bucket>", RowKey the user id, holding gen (the run
+// that rebuilt the scope) and groups (the selected groups containing the
+// user). A page reads the rows of its users with point reads; a user is in a
+// selected group when its row's gen is the run's ScopeGen.
+//
+// Each run with a group scope starts with the scope steps, before any user
+// page:
+//  1. WorkScope pages through /groups/delta for the selected groups and the
+//     nested groups found in them (ScopeTracked), from the saved link in a
+//     delta run, fresh otherwise. A selected group removed in Entra holds the
+//     run: it fails with the reason and deletes nobody. Renames of mirrored
+//     groups are applied. Any membership change marks the scope changed.
+//  2. Unchanged (a delta run whose round saw no change): the run keeps the
+//     saved generation and goes on as a delta run.
+//  3. Changed, or a full run: WorkScopeMembers reads every selected group's
+//     transitive members and writes scope rows of generation run.Seq; nested
+//     groups found that the round did not follow start another round (so
+//     their later changes are seen), at most maxScopeRounds. The users are
+//     then enumerated in full: users entering scope are added, users
+//     leaving it are not stamped and the sweep removes them, through the
+//     deletion threshold like every deletion.
+//
+// A scoped group's membership change thus costs a full enumeration of the
+// users; a delta run without one costs one groups delta request per 50
+// tracked groups. Scope rows of earlier generations are left in place
+// (they are overwritten when their user is in scope again).
+
+const (
+	WorkScope        = "scope"         // one page of /groups/delta for the selected groups
+	WorkScopeMembers = "scope-members" // one page of a selected group's transitive members
+)
+
+func init() {
+	steps[WorkScope] = (*Engine).doScope
+	steps[WorkScopeMembers] = (*Engine).doScopeMembers
+}
+
+// maxScopeRounds bounds groups delta rounds within one run (a round is
+// started again when nested groups are found it did not follow).
+const maxScopeRounds = 3
+
+const scopeRowKey = "scope"
+
+func scopeRowPK(userID string) string { return "s|" + Bucket(userID) }
+
+// scopeState is the saved scope position: the generation of the scope rows,
+// the groups delta link and the groups it follows, for the selection
+// identified by Hash.
+type scopeState struct {
+	Gen     int64
+	Link    string
+	Tracked []string
+	Hash    string
+	ETag    string
+}
+
+func (st scopeState) entity() Entity {
+	p := map[string]any{"gen": st.Gen, "hash": st.Hash}
+	putChunked(p, "link", st.Link)
+	putChunked(p, "tracked", strings.Join(st.Tracked, ","))
+	return Entity{PartitionKey: statePartition, RowKey: scopeRowKey, ETag: st.ETag, Props: p}
+}
+
+func scopeFromEntity(e Entity) scopeState {
+	st := scopeState{Gen: e.Int("gen"), Link: getChunked(e, "link"), Hash: e.Str("hash"), ETag: e.ETag}
+	if t := getChunked(e, "tracked"); t != "" {
+		st.Tracked = strings.Split(t, ",")
+	}
+	return st
+}
+
+// scopeHash identifies a group selection.
+func scopeHash(s Settings) string {
+	ids := slices.Sorted(slices.Values(s.GroupScope))
+	sum := sha256.Sum256([]byte(strings.Join(ids, ",")))
+	return hex.EncodeToString(sum[:8])
+}
+
+func (e *Engine) scopeState(ctx context.Context, s Settings) (scopeState, error) {
+	ent, err := e.Store.Get(ctx, TableState, statePartition, scopeRowKey)
+	if IsCode(err, ENOTFOUND) {
+		return scopeState{}, nil
+	}
+	if err != nil {
+		return scopeState{}, fmt.Errorf("read scope state: %w", err)
+	}
+	st := scopeFromEntity(ent)
+	if st.Hash != scopeHash(s) {
+		return scopeState{}, nil // another selection: nothing of it applies
+	}
+	return st, nil
+}
+
+// firstScopeItem is the first work item of a run with a group scope.
+func firstScopeItem(runID string, mode string, st scopeState) WorkItem {
+	w := WorkItem{Kind: WorkScope, RunID: runID}
+	if mode == ModeDelta {
+		w.Link = st.Link
+	}
+	return w
+}
+
+// doScope applies one page of the groups delta round.
+func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) error {
+	req := GroupDeltaRequest{Link: w.Link}
+	if w.Link == "" {
+		req.GroupIDs = scopeTracked(s, run)
+	}
+	page, err := e.Source.GroupsDelta(ctx, req)
+	switch ErrorCode(err) {
+	case "":
+	case ETOKENEXPIRED:
+		// The saved link expired: read the groups afresh, and rebuild.
+		return e.restartScopeRound(ctx, run, w, "the saved groups delta link is no longer valid")
+	case ETHROTTLED:
+		return e.reschedule(ctx, run, w, RetryAfter(err), "Graph asked us to slow down")
+	default:
+		return err
+	}
+	if page.NextLink == "" && page.DeltaLink == "" {
+		return Errorf(EINVALID, "Graph returned a groups page with neither a next link nor a delta link")
+	}
+	lb := e.newLog(run, nil)
+	defer e.flushLog(ctx, run, lb)
+	changed := w.Link == "" // a fresh round reports every group: the scope is rebuilt
+	for _, g := range page.Groups {
+		selected := slices.Contains(s.GroupScope, g.ID)
+		if g.Removed != "" && selected {
+			return e.holdScope(ctx, run, s, g.ID, lb)
+		}
+		if g.Removed != "" || len(g.MembersAdded)+len(g.MembersRemoved)+len(g.GroupsAdded)+len(g.GroupsRemoved) > 0 {
+			changed = true
+		}
+		if selected && g.DisplayName != "" {
+			if err := e.mirrorGroupName(ctx, s, g.ID, g.DisplayName, lb); err != nil {
+				return err
+			}
+		}
+	}
+	if changed && !run.ScopeChanged {
+		if run, err = e.advance(ctx, w, func(r *Run) error { r.ScopeChanged = true; return nil }); err != nil {
+			return err
+		}
+	}
+	if page.NextLink != "" {
+		next := w.next(WorkScope)
+		next.Seq, next.Link, next.Cursor = w.Seq+1, page.NextLink, w.Cursor
+		return e.send(ctx, next, zeroTime)
+	}
+	run, err = e.advance(ctx, w, func(r *Run) error {
+		r.ScopeLink = page.DeltaLink
+		if !r.ScopeChanged && r.Mode == ModeDelta {
+			return nil
+		}
+		r.ScopeGen = r.Seq
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if run.ScopeGen != run.Seq {
+		lb.add(LogEvent{Event: EvScope, Message: "the selected groups did not change since the last sync"})
+		first, err := e.firstUserPage(ctx, run, w)
+		if err != nil {
+			return err
+		}
+		return e.send(ctx, first, zeroTime)
+	}
+	lb.add(LogEvent{Event: EvScope, Message: fmt.Sprintf("reading the members of %d selected group(s), nested groups included", len(s.GroupScope))})
+	members := w.next(WorkScopeMembers)
+	members.Cursor = fmt.Sprint(run.ScopeRound)
+	return e.send(ctx, members, zeroTime)
+}
+
+// scopeTracked is what a fresh groups delta round follows: the selected
+// groups and the nested groups found in them.
+func scopeTracked(s Settings, run Run) []string {
+	set := map[string]bool{}
+	for _, g := range s.GroupScope {
+		set[g] = true
+	}
+	for _, g := range run.ScopeTracked {
+		set[g] = true
+	}
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (e *Engine) restartScopeRound(ctx context.Context, run Run, w WorkItem, why string) error {
+	run, err := e.advance(ctx, w, func(r *Run) error {
+		r.ScopeRound++
+		r.ScopeChanged, r.ScopeGrew = true, false
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lb := e.newLog(run, nil)
+	lb.add(LogEvent{Event: EvScope, Level: LevelWarn, Message: why + "; the selected groups are read again in full"})
+	e.flushLog(ctx, run, lb)
+	first := w.next(WorkScope)
+	first.Cursor = fmt.Sprint(run.ScopeRound)
+	return e.send(ctx, first, zeroTime)
+}
+
+// holdScope ends a run whose selected group was deleted in Entra: the
+// sync cannot know who is in scope, and removing the group's members would
+// delete users an admin meant to keep. Nobody is deleted; a mirrored copy of
+// the group leaves the directory.
+func (e *Engine) holdScope(ctx context.Context, run Run, s Settings, groupID string, lb *logBuffer) error {
+	name := groupID
+	if g, err := e.Store.Get(ctx, TableGroups, string(GroupMirrored), groupID); err == nil {
+		name = fmt.Sprintf("%q (%s)", g.Str("displayName"), groupID)
+		if err := e.Store.Delete(ctx, TableGroups, string(GroupMirrored), groupID, ""); err != nil {
+			return fmt.Errorf("remove mirrored group %s: %w", groupID, err)
+		}
+		lb.add(LogEvent{Event: EvGroupRemoved, Group: groupID, Message: "the mirrored group was deleted in Entra and is removed from the directory"})
+	}
+	msg := fmt.Sprintf("The selected group %s was deleted in Entra. The sync stopped before changing any user: nobody was removed.", name)
+	hint := "Remove the group from groupScope in the settings (PUT /api/settings), or restore it in Entra (deleted groups can be restored for 30 days); then sync again."
+	lb.add(LogEvent{Event: EvScope, Level: LevelError, Group: groupID, Reason: msg, Message: hint})
+	e.flushLog(ctx, run, lb)
+	e.failRun(ctx, run.ID, EINVALID, msg, hint)
+	return nil
+}
+
+// mirrorGroupName keeps a mirrored group's row and name in step with Entra.
+func (e *Engine) mirrorGroupName(ctx context.Context, s Settings, id, name string, lb *logBuffer) error {
+	if !s.MirrorGroups {
+		return nil
+	}
+	renamed := ""
+	_, err := e.modify(ctx, TableGroups, string(GroupMirrored), id, func(ent *Entity, exists bool) error {
+		renamed = ""
+		g := groupFromEntity(*ent)
+		if exists && g.DisplayName == name {
+			return errSkipWrite
+		}
+		now := e.now()
+		if !exists {
+			g = Group{ID: id, Kind: GroupMirrored, CreatedAt: now}
+		} else {
+			renamed = g.DisplayName
+		}
+		g.DisplayName, g.UpdatedAt, g.UpdatedBy = name, now, "sync"
+		ent.Props = groupToEntity(g).Props
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mirror group %s: %w", id, err)
+	}
+	if renamed != "" {
+		lb.add(LogEvent{Event: EvScope, Group: id, Message: fmt.Sprintf("mirrored group renamed from %q to %q", renamed, name)})
+	}
+	return nil
+}
+
+// doScopeMembers reads one page of a selected group's transitive members
+// (w.Seq is the group's index in GroupScope) into scope rows.
+func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w WorkItem) error {
+	if int(w.Seq) >= len(s.GroupScope) {
+		return errPermanent{Errorf(EINVALID, "scope item for group %d of %d", w.Seq, len(s.GroupScope))}
+	}
+	groupID := s.GroupScope[w.Seq]
+	page, err := e.Source.GroupTransitiveMembers(ctx, groupID, w.Link)
+	switch ErrorCode(err) {
+	case "":
+	case ENOTFOUND:
+		lb := e.newLog(run, nil)
+		return e.holdScope(ctx, run, s, groupID, lb)
+	case ETHROTTLED:
+		return e.reschedule(ctx, run, w, RetryAfter(err), "Graph asked us to slow down")
+	default:
+		return err
+	}
+	if err := e.writeScopeRows(ctx, run.ScopeGen, groupID, page.UserIDs); err != nil {
+		return err
+	}
+	var found []string
+	for _, g := range page.GroupIDs {
+		if !slices.Contains(run.ScopeTracked, g) && !slices.Contains(s.GroupScope, g) {
+			found = append(found, g)
+		}
+	}
+	if len(found) > 0 {
+		if run, err = e.advance(ctx, w, func(r *Run) error {
+			r.ScopeGrew = true
+			for _, g := range found {
+				if !slices.Contains(r.ScopeTracked, g) {
+					r.ScopeTracked = append(r.ScopeTracked, g)
+				}
+			}
+			sort.Strings(r.ScopeTracked)
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	next := w.next(WorkScopeMembers)
+	next.Cursor = w.Cursor
+	switch {
+	case page.NextLink != "":
+		next.Seq, next.Link = w.Seq, page.NextLink
+		return e.send(ctx, next, zeroTime)
+	case int(w.Seq)+1 < len(s.GroupScope):
+		next.Seq = w.Seq + 1
+		return e.send(ctx, next, zeroTime)
+	}
+	// Every group is read. Nested groups the round did not follow: follow
+	// them from now on, with a new round (and read the members again, so
+	// that nothing changed between the round and the reads is missed).
+	if run.ScopeGrew && run.ScopeRound+1 < maxScopeRounds {
+		return e.restartScopeRound(ctx, run, w, "nested groups were found that the groups delta round did not follow")
+	}
+	run, err = e.advance(ctx, w, func(r *Run) error {
+		r.Mode, r.FullFrom = ModeFull, r.Restarts
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lb := e.newLog(run, nil)
+	lb.add(LogEvent{Event: EvScope, Message: "the members of the selected groups are read; every user is read next, so that users entering and leaving scope are applied"})
+	e.flushLog(ctx, run, lb)
+	first, err := e.firstUserPage(ctx, run, w)
+	if err != nil {
+		return err
+	}
+	return e.send(ctx, first, zeroTime)
+}
+
+// firstUserPage is the first users page after the scope steps: from the
+// saved delta link in a delta run, a fresh enumeration otherwise.
+func (e *Engine) firstUserPage(ctx context.Context, run Run, w WorkItem) (WorkItem, error) {
+	first := w.next(WorkPage)
+	if run.Mode == ModeDelta {
+		delta, err := e.deltaState(ctx)
+		if err != nil {
+			return first, err
+		}
+		first.Link = delta.Link
+	}
+	return first, nil
+}
+
+// writeScopeRows records users as members of groupID in generation gen.
+func (e *Engine) writeScopeRows(ctx context.Context, gen int64, groupID string, userIDs []string) error {
+	return e.parallel(ctx, len(userIDs), func(i int) error {
+		uid := userIDs[i]
+		if !validObjectID(uid) {
+			return nil
+		}
+		_, err := e.modify(ctx, TableMembers, scopeRowPK(uid), uid, func(ent *Entity, exists bool) error {
+			cur := ent.Int("gen")
+			groups := splitList(ent.Str("groups"))
+			switch {
+			case exists && cur > gen:
+				return errSkipWrite // a newer run rebuilt the scope
+			case exists && cur == gen && slices.Contains(groups, groupID):
+				return errSkipWrite
+			case exists && cur == gen:
+				groups = append(groups, groupID)
+				sort.Strings(groups)
+			default:
+				groups = []string{groupID}
+			}
+			ent.Props = map[string]any{"gen": gen, "groups": strings.Join(groups, ",")}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record scope of %s: %w", uid, err)
+		}
+		return nil
+	})
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// readScope returns, for each id, the selected groups containing it in
+// generation gen (nil when none).
+func (e *Engine) readScope(ctx context.Context, gen int64, ids []string) (map[string][]string, error) {
+	out := make(map[string][]string, len(ids))
+	var mu sync.Mutex
+	err := e.parallel(ctx, len(ids), func(i int) error {
+		ent, err := e.Store.Get(ctx, TableMembers, scopeRowPK(ids[i]), ids[i])
+		if IsCode(err, ENOTFOUND) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read scope of %s: %w", ids[i], err)
+		}
+		if ent.Int("gen") == gen {
+			mu.Lock()
+			out[ids[i]] = splitList(ent.Str("groups"))
+			mu.Unlock()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// parallel runs f(0..n-1) with the engine's concurrency and returns the
+// first error.
+func (e *Engine) parallel(ctx context.Context, n int, f func(i int) error) error {
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, e.concurrency())
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := f(i); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
