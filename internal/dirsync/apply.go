@@ -31,6 +31,9 @@ type userWrite struct {
 	wasActive bool
 	// prev is the row as read (nil for a new row).
 	prev *User
+	// outOfScope: the user left the scope; the page counts it as such,
+	// whatever the write does.
+	outOfScope bool
 }
 
 // pageContext is what a page decides scope and memberships with.
@@ -91,7 +94,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	}
 	for _, id := range ids {
 		if old, ok := existing[id]; ok {
-			if err := e.resyncMembers(ctx, run, old); err != nil {
+			if err := e.resyncMembers(ctx, old); err != nil {
 				return err
 			}
 		}
@@ -144,21 +147,10 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			}
 			continue
 		}
-		if why := pc.outOfScope(run, settings, su, old, had); why != "" {
-			c.OutOfScope++
-			if had {
-				ev := LogEvent{Event: EvOutOfScope, UserID: su.ID, UPN: settings.logUPN(old.UPN), Reason: why}
-				lb.add(ev)
-				if err := e.recordDeletion(ctx, run, settings, stamp, old, "left the sync scope: "+why); err != nil {
-					return err
-				}
-			}
-			continue
-		}
 		if !had && run.Mode == ModeDelta && pc.rg.scopes() {
-			// A user entering scope (by a change of the attributes the
-			// scoping rule reads) may come with those attributes only: read
-			// it whole.
+			// A user the directory does not hold may be entering scope by
+			// a change of the attributes the scope reads, and come with
+			// those attributes only: read it whole before deciding.
 			full, err := e.Source.User(ctx, su.ID, pc.rg.selectAttrs)
 			if IsCode(err, ENOTFOUND) {
 				continue // deleted since: the next round says so
@@ -167,6 +159,29 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 				return fmt.Errorf("read user %s entering scope: %w", su.ID, err)
 			}
 			su = full
+		}
+		if why := pc.outOfScope(run, settings, su, old, had); why != "" {
+			c.OutOfScope++
+			if !had {
+				continue
+			}
+			// Leaving: its row is kept up to date until the deletion (which
+			// an admin may reject) removes it, so a later partial update
+			// is merged with what Entra holds, not with a stale row.
+			lb.add(LogEvent{Event: EvOutOfScope, UserID: su.ID, UPN: settings.logUPN(old.UPN), Reason: why})
+			var scratch Counters
+			wr, err := e.applyUser(ctx, run, settings, pc, stamp, su, old, had, &scratch, lb)
+			if err != nil {
+				return err
+			}
+			if wr != nil {
+				wr.outOfScope = true
+				writes = append(writes, *wr)
+			}
+			if err := e.recordDeletion(ctx, run, settings, stamp, old, "left the sync scope: "+why); err != nil {
+				return err
+			}
+			continue
 		}
 		wr, err := e.applyUser(ctx, run, settings, pc, stamp, su, old, had, &c, lb)
 		if err != nil {
@@ -187,7 +202,11 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	}
 	for _, wr := range append(writes, rechecks...) {
 		if wr.u.Status == StatusDuplicate {
-			if err := e.recheckDuplicate(ctx, run, settings, wr, &c, lb); err != nil {
+			count := &c
+			if wr.outOfScope {
+				count = &Counters{} // counted as out of scope
+			}
+			if err := e.recheckDuplicate(ctx, run, settings, wr, count, lb); err != nil {
 				return err
 			}
 		}
@@ -568,7 +587,11 @@ func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters
 	}
 	return e.batchWrite(ctx, TableUsers, ops, func(op BatchOp, err error) error {
 		wr := byKey[op.Entity.RowKey]
-		uncount(c, wr.u.Action, wr.u)
+		count := c
+		if wr.outOfScope {
+			count = &Counters{} // counted as out of scope
+		}
+		uncount(count, wr.u.Action, wr.u)
 		skipped := User{ID: wr.u.ID, Status: StatusSkipped, Action: actSkipped, UPN: truncate(wr.u.UPN, 256),
 			Reason: "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
 			RunSeq: wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
@@ -579,10 +602,10 @@ func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters
 		}
 		ev := LogEvent{UserID: wr.u.ID, Level: LevelError, Reason: skipped.Reason}
 		if serr != nil {
-			c.Failed++
+			count.Failed++
 			ev.Event = EvFailed
 		} else {
-			countAction(c, actSkipped, skipped)
+			countAction(count, actSkipped, skipped)
 			ev.Event = EvSkipped
 			wr.u = skipped
 		}

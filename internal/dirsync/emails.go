@@ -148,6 +148,9 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 		cur := userFromEntity(ent)
 		u := cur
 		u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+		if err := e.resyncMembers(ctx, cur); err != nil {
+			return err
+		}
 		prepareMembers(&cur, &u, 0, 0)
 		if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
 			return fmt.Errorf("promote duplicate %s: %w", wid, err)
@@ -203,6 +206,9 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 		uncount(c, actDuplicate, cur)
 		countAction(c, promoted.Action, promoted)
 	}
+	if err := e.resyncMembers(ctx, cur); err != nil {
+		return err
+	}
 	prepareMembers(&cur, &promoted, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
 		return fmt.Errorf("promote %s: %w", u.ID, err)
@@ -235,6 +241,9 @@ func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, 
 	}
 	u := cur
 	u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
+	if err := e.resyncMembers(ctx, cur); err != nil {
+		return err
+	}
 	prepareMembers(&cur, &u, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
 		if IsCode(err, EPRECONDITION) {
@@ -267,6 +276,9 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 	}
 	promoted := u
 	promoted.Status, promoted.Reason, promoted.DuplicateOf, promoted.ChangedAt = StatusActive, "", "", e.now()
+	if err := e.resyncMembers(ctx, u); err != nil {
+		return false, err
+	}
 	prepareMembers(&u, &promoted, 0, 0)
 	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
 		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {

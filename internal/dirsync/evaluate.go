@@ -34,7 +34,7 @@ func (e *Engine) doEvaluate(ctx context.Context, run Run, s Settings, w WorkItem
 			if u.RunSeq > run.Seq {
 				continue // a newer run wrote it, with its own groups
 			}
-			if err := e.resyncMembers(ctx, run, u); err != nil {
+			if err := e.resyncMembers(ctx, u); err != nil {
 				return err
 			}
 			if err := e.reevaluate(ctx, run, s, rg, u, &c, lb); err != nil {

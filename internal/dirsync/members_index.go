@@ -31,7 +31,7 @@ import (
 // Every row write is conditional on the ETag the writer read, so the writer
 // knows the exact previous memberships and MemberDiff is exact. A write
 // interrupted between the row and its registers is completed by whoever
-// next reads the row in this run or in a full run (resyncMembers).
+// next writes the row (resyncMembers before it writes).
 
 // Memberships returns the groups the user is a member of: its Groups while
 // it is active, none otherwise (a skipped or duplicate user is not synced).
@@ -139,14 +139,11 @@ func (e *Engine) syncMembers(ctx context.Context, u User) error {
 }
 
 // resyncMembers completes an index write that may have been interrupted:
-// for a row read by this run (or any row in a full run) that still carries
-// a diff. It is a no-op for rows without one.
-func (e *Engine) resyncMembers(ctx context.Context, run Run, u User) error {
-	if len(u.MemberDiff) == 0 {
-		return nil
-	}
-	if run.Mode != ModeFull && !strings.HasPrefix(u.MemberVer, fmt.Sprintf("%019d.", run.Seq)) {
-		return nil
-	}
+// every writer calls it on the row it read before writing over it, since
+// the next write's diff is computed from that row's memberships and would
+// not repeat the older one. It costs one register read per group of the
+// row's last diff, and nothing for rows whose last write changed no
+// membership.
+func (e *Engine) resyncMembers(ctx context.Context, u User) error {
 	return e.syncMembers(ctx, u)
 }

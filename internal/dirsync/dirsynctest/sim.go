@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/rules"
 )
 
 // This file is the deterministic simulator of the engine, after
@@ -132,6 +135,37 @@ type Sim struct {
 	// presentSince is when each present user last appeared in the tenant.
 	presentSince map[string]time.Time
 	quiet        bool
+	// groups are the dynamic groups' rules by id, as admins last saved them.
+	groups map[string]string
+	// scopeRule is the settings' scoping rule (it does not change during a
+	// scenario); scopeExit is when each user last left its scope.
+	scopeRule *rules.Rule
+	scopeExit map[string]time.Time
+}
+
+// outOfScope reports whether a tenant user is outside the scoping rule now.
+func (s *Sim) outOfScope(id string) bool {
+	attrs, ok := s.Source.Users()[id]
+	if !ok || s.scopeRule == nil {
+		return false
+	}
+	in, _ := s.scopeRule.Match(simRuleUser(id, attrs), rules.Env{Now: s.Clock.Now()})
+	return !in
+}
+
+// Dynamic groups and scoping rules the simulator picks from: they read
+// attributes its tenant changes (jobTitle, department).
+var simRules = []string{
+	`user.department -eq "Engineering" -and user.jobTitle -startsWith "Title 1"`,
+	`user.jobTitle -eq "Engineer"`,
+	`user.department -eq null -or user.jobTitle -contains "5"`,
+	`user.department -in ["Sales", "Finance"]`,
+	`-not (user.jobTitle -match "^Title [0-4]")`,
+}
+
+var simScopeRules = []string{
+	`user.department -ne "Sales"`,
+	`user.jobTitle -notContains "7"`,
 }
 
 // NewSim builds the world of one seed.
@@ -159,10 +193,38 @@ func NewSim(cfg SimConfig) *Sim {
 	st, etag, _ := s.Engine.Settings(ctx)
 	st.DeletionThreshold = dirsync.DeletionThreshold{Enabled: rng.Intn(2) == 0, MaxCount: 1 + rng.Intn(5)}
 	st.PageSize = s.Source.PageSize
+	s.scopeExit = map[string]time.Time{}
+	if rng.Intn(4) == 0 {
+		st.ScopeRule = simScopeRules[rng.Intn(len(simScopeRules))]
+		s.scopeRule, _ = rules.Parse(st.ScopeRule)
+	}
 	if _, err := s.Engine.PutSettings(ctx, st, etag, "sim"); err != nil {
 		panic(err)
 	}
+	s.groups = map[string]string{}
+	for i := range rng.Intn(3) {
+		s.putGroup(ctx, simGroupID(i), simRules[rng.Intn(len(simRules))])
+	}
 	return s
+}
+
+func simGroupID(i int) string { return fmt.Sprintf("00000000-0000-4000-9000-%012d", i+1) }
+
+// putGroup saves a dynamic group as the groups API does ("" deletes it).
+func (s *Sim) putGroup(ctx context.Context, id, rule string) error {
+	if rule == "" {
+		if err := s.Engine.Store.Delete(ctx, dirsync.TableGroups, string(dirsync.GroupDynamic), id, ""); err != nil {
+			return err
+		}
+		delete(s.groups, id)
+		return nil
+	}
+	if _, err := s.Engine.Store.Upsert(ctx, dirsync.TableGroups, dirsync.Entity{PartitionKey: string(dirsync.GroupDynamic), RowKey: id,
+		Props: map[string]any{"displayName": "group " + id[len(id)-2:], "rule": rule}}); err != nil {
+		return err
+	}
+	s.groups[id] = rule
+	return nil
 }
 
 func (s *Sim) trace(format string, args ...any) {
@@ -224,6 +286,9 @@ func (s *Sim) mutateTenant() {
 			} else if fmt.Sprint(a) != fmt.Sprint(b) {
 				s.trace("tenant: %s changes: %v", id[len(id)-3:], a)
 			}
+			if s.outOfScope(id) {
+				s.scopeExit[id] = s.Clock.Now()
+			}
 		}
 		gone := []string{}
 		for id := range before {
@@ -246,8 +311,13 @@ func (s *Sim) mutateTenant() {
 		id := pick()
 		a := s.Source.Users()[id]
 		a["jobTitle"] = fmt.Sprintf("Title %d", s.rng.Intn(1000))
-		if s.rng.Intn(3) == 0 {
+		switch s.rng.Intn(6) {
+		case 0, 1:
 			delete(a, "department")
+		case 2:
+			a["department"] = "Sales"
+		case 3:
+			a["department"] = "Finance"
 		}
 		s.Source.Put(id, a)
 		s.report.Faults["tenant_change"]++
@@ -435,6 +505,13 @@ func (s *Sim) admin() {
 			_, err = s.Engine.PutSettings(ctx, st, etag, "sim")
 			return err
 		})
+	case k == 8 && s.rng.Intn(2) == 0:
+		s.report.Faults["group_edit"]++
+		id, rule := simGroupID(s.rng.Intn(3)), simRules[s.rng.Intn(len(simRules))]
+		if s.rng.Intn(4) == 0 {
+			rule = ""
+		}
+		s.spawn("edit group", nil, "", func(ctx context.Context) error { return s.putGroup(ctx, id, rule) })
 	case k == 7 && s.rng.Intn(3) == 0:
 		s.report.Faults["reset"]++
 		s.spawn("reset", nil, "", func(ctx context.Context) error { _, err := s.Engine.Reset(ctx, "sim"); return err })
@@ -667,8 +744,8 @@ func (s *Sim) checkRunsSettled(ctx context.Context, when string) {
 // equals the ground truth mapped through the settings.
 func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
 	s.report.Checks["directory_equals_truth"]++
-	truth := s.Source.Users()
 	set, _, _ := s.Engine.Settings(ctx)
+	truth := s.inScope(set, s.Source.Users())
 	rows := map[string]dirsync.User{}
 	for _, ent := range s.store.Rows(dirsync.TableUsers) {
 		u, _ := (&dirsync.Engine{Store: s.store}).GetUser(ctx, ent.RowKey)
@@ -717,15 +794,99 @@ func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
 			s.violate("email %s: %d active users among %v, want exactly 1 (duplicates resolved); claim %v", email, active, ids, claim.Props)
 		}
 	}
+	s.checkMemberships(ctx, final, truth, rows)
 	// Counters: a full run on a quiet tenant saw every user once.
 	if final.Mode == dirsync.ModeFull && final.Restarts == 0 {
 		s.report.Checks["counters"]++
 		c := final.Counters
-		if c.Seen != int64(len(truth)) {
-			s.violate("run %s saw %d users, the tenant has %d", final.ID, c.Seen, len(truth))
+		if all := len(s.Source.Users()); c.Seen != int64(all) {
+			s.violate("run %s saw %d users, the tenant has %d", final.ID, c.Seen, all)
 		}
-		if sum := c.Added + c.Updated + c.Unchanged + c.Duplicate + c.Skipped + c.Failed; sum != c.Seen {
+		if sum := c.Added + c.Updated + c.Unchanged + c.Duplicate + c.Skipped + c.Failed + c.OutOfScope; sum != c.Seen {
 			s.violate("run %s: outcomes add up to %d, seen is %d (%+v)", final.ID, sum, c.Seen, c)
+		}
+	}
+}
+
+// inScope filters the tenant by the settings' scope.
+func (s *Sim) inScope(set dirsync.Settings, users map[string]map[string]string) map[string]map[string]string {
+	var rule *rules.Rule
+	if set.ScopeRule != "" {
+		rule, _ = rules.Parse(set.ScopeRule)
+	}
+	out := map[string]map[string]string{}
+	for id, attrs := range users {
+		if rule != nil {
+			if ok, _ := rule.Match(simRuleUser(id, attrs), rules.Env{Now: s.Clock.Now()}); !ok {
+				continue
+			}
+		}
+		out[id] = attrs
+	}
+	return out
+}
+
+func simRuleUser(id string, attrs map[string]string) rules.User {
+	a := maps.Clone(attrs)
+	a["id"] = id
+	return rules.FromGraph(a)
+}
+
+// checkMemberships: after a succeeded run on a quiet tenant, every synced
+// user's row lists exactly the dynamic groups whose rule its Entra
+// attributes match, and the per-group index lists exactly the rows' members.
+func (s *Sim) checkMemberships(ctx context.Context, final dirsync.Run, truth map[string]map[string]string, rows map[string]dirsync.User) {
+	s.report.Checks["memberships_equal_rules"]++
+	ids := make([]string, 0, len(s.groups))
+	for id := range s.groups {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	want := map[string][]string{} // group → members
+	for uid, attrs := range truth {
+		u := rows[uid]
+		var mine []string
+		for _, gid := range ids {
+			r, _ := rules.Parse(s.groups[gid])
+			if ok, _ := r.Match(simRuleUser(uid, attrs), rules.Env{Now: final.StartedAt}); ok {
+				mine = append(mine, gid)
+				if u.Status == dirsync.StatusActive {
+					want[gid] = append(want[gid], uid)
+				}
+			}
+		}
+		if u.Status == dirsync.StatusActive && fmt.Sprint(mine) != fmt.Sprint(u.Groups) {
+			s.violate("user %s: groups %v, want %v (rules on its attributes %v)", uid, u.Groups, mine, attrs)
+		}
+	}
+	got := map[string][]string{}
+	for _, ent := range s.store.Rows(dirsync.TableMembers) {
+		gid, ok := strings.CutPrefix(ent.PartitionKey, "g|")
+		if !ok || !ent.Bool("present") {
+			continue
+		}
+		if _, exists := rows[ent.RowKey]; !exists {
+			s.violate("group %s lists member %s, which has no directory row", gid, ent.RowKey)
+		}
+		got[gid] = append(got[gid], ent.RowKey)
+	}
+	for _, gid := range ids {
+		sort.Strings(want[gid])
+		sort.Strings(got[gid])
+		if fmt.Sprint(want[gid]) != fmt.Sprint(got[gid]) {
+			s.violate("group %s: index lists %v, want %v", gid, got[gid], want[gid])
+		}
+		delete(got, gid)
+	}
+	for gid, m := range got {
+		if len(m) > 0 {
+			// A deleted group's index is left for cleanup, but its members
+			// must have left: every row was evaluated without it.
+			for _, uid := range m {
+				if slices.Contains(rows[uid].Groups, gid) {
+					s.violate("user %s still lists deleted group %s", uid, gid)
+				}
+			}
 		}
 	}
 }
@@ -829,6 +990,9 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 				}
 				run, ok := s.runRow(w.runID)
 				s.trace("DELETE user %s by %s", id[len(id)-3:], w.name)
+				if exit, out := s.scopeExit[id]; ok && out && !exit.Before(run.StartedAt) || s.outOfScope(id) {
+					continue // it left the scope: removing it is the scope's promise
+				}
 				if ok && !since.After(run.StartedAt) {
 					s.violate("run %s deleted user %s, which has existed in Entra since %s, before the run started (%s)",
 						w.runID, id, since.Format("15:04:05"), run.StartedAt.Format("15:04:05"))
