@@ -1,0 +1,219 @@
+package dirsync_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
+)
+
+// groupSource adds a small, exact model of Entra groups to the fake users
+// source: direct members (users or groups), a version per change, groups
+// delta rounds that report groups changed since a link's version, and
+// transitive members.
+type groupSource struct {
+	*dirsynctest.Source
+	mu      sync.Mutex
+	ver     int
+	names   map[string]string
+	members map[string][]string // direct members
+	changed map[string]int      // group → version of its last change
+	deleted map[string]bool
+}
+
+func newGroupSource(src *dirsynctest.Source) *groupSource {
+	return &groupSource{Source: src, names: map[string]string{}, members: map[string][]string{}, changed: map[string]int{}, deleted: map[string]bool{}}
+}
+
+func (g *groupSource) touch(id string) { g.ver++; g.changed[id] = g.ver }
+
+func (g *groupSource) put(id, name string, members ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.names[id], g.members[id] = name, members
+	delete(g.deleted, id)
+	g.touch(id)
+}
+
+func (g *groupSource) remove(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deleted[id] = true
+	g.touch(id)
+}
+
+func (g *groupSource) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaRequest) (dirsync.GroupPage, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	since, ids := -1, req.GroupIDs
+	if req.Link != "" {
+		var list string
+		fmt.Sscanf(req.Link, "groups|%d|%s", &since, &list)
+		ids = strings.Split(list, ",")
+	}
+	var page dirsync.GroupPage
+	for _, id := range ids {
+		if _, known := g.names[id]; !known || g.changed[id] <= since {
+			continue
+		}
+		sg := dirsync.SourceGroup{ID: id, DisplayName: g.names[id]}
+		if g.deleted[id] {
+			sg.Removed = dirsync.RemovedDeleted
+		} else {
+			sg.MembersAdded = []string{"changed"}
+		}
+		page.Groups = append(page.Groups, sg)
+	}
+	page.DeltaLink = fmt.Sprintf("groups|%d|%s", g.ver, strings.Join(ids, ","))
+	return page, nil
+}
+
+func (g *groupSource) GroupTransitiveMembers(ctx context.Context, groupID, link string) (dirsync.MemberPage, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.names[groupID]; !ok || g.deleted[groupID] {
+		return dirsync.MemberPage{}, dirsync.Errorf(dirsync.ENOTFOUND, "group %s not found", groupID)
+	}
+	users, groups := map[string]bool{}, map[string]bool{}
+	var walk func(id string)
+	walk = func(id string) {
+		for _, m := range g.members[id] {
+			if _, isGroup := g.names[m]; isGroup {
+				if !groups[m] && !g.deleted[m] {
+					groups[m] = true
+					walk(m)
+				}
+				continue
+			}
+			users[m] = true
+		}
+	}
+	walk(groupID)
+	var page dirsync.MemberPage
+	for u := range users {
+		page.UserIDs = append(page.UserIDs, u)
+	}
+	for m := range groups {
+		page.GroupIDs = append(page.GroupIDs, m)
+	}
+	sort.Strings(page.UserIDs)
+	sort.Strings(page.GroupIDs)
+	return page, nil
+}
+
+func gid(n int) string { return fmt.Sprintf("00000000-0000-4000-a000-%012d", n) }
+
+func (e *env) activeIDs() []string {
+	var ids []string
+	for id := range e.directory(dirsync.StatusActive) {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func TestGroupScopeFollowsNestedMembershipAndHoldsOnDeletion(t *testing.T) {
+	e := newEnv(t)
+	setThreshold(t, e, dirsync.DeletionThreshold{})
+	src := newGroupSource(e.Source)
+	e.Engine.Source = src
+	e.Seed(8)
+	// Sales contains users 1 and 2 and the group Sales EMEA (user 3), which
+	// contains Sales Nordics (user 4).
+	src.put(gid(3), "Sales Nordics", uid(4))
+	src.put(gid(2), "Sales EMEA", uid(3), gid(3))
+	src.put(gid(1), "Sales", uid(1), uid(2), gid(2))
+	src.put(gid(9), "Unrelated", uid(7))
+
+	ctx := context.Background()
+	s, etag, _ := e.Engine.Settings(ctx)
+	s.GroupScope, s.MirrorGroups = []string{gid(1)}, true
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	run := e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded {
+		t.Fatalf("run = %s (%s)", run.Status, run.Error)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(4)}, e.activeIDs()); diff != "" {
+		t.Errorf("scoped directory (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(4)}, e.members(gid(1))); diff != "" {
+		t.Errorf("mirrored group members (-want +got):\n%s", diff)
+	}
+	if run.Counters.OutOfScope != 4 {
+		t.Errorf("outOfScope = %d, want 4", run.Counters.OutOfScope)
+	}
+
+	// Nothing changed: a delta run, one groups request.
+	run = e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeDelta {
+		t.Fatalf("run = %s/%s (%s), want a delta run", run.Status, run.Mode, run.Error)
+	}
+
+	// A change three levels down: user 4 leaves the nested group, user 5
+	// joins it, and the top group is renamed.
+	src.put(gid(3), "Sales Nordics", uid(5))
+	src.put(gid(1), "Sales (all)", uid(1), uid(2), gid(2))
+	run = e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded {
+		t.Fatalf("run = %s (%s)", run.Status, run.Error)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(5)}, e.activeIDs()); diff != "" {
+		t.Errorf("directory after the nested change (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(5)}, e.members(gid(1))); diff != "" {
+		t.Errorf("mirrored members after the nested change (-want +got):\n%s", diff)
+	}
+	if g, err := e.Store.Get(ctx, dirsync.TableGroups, string(dirsync.GroupMirrored), gid(1)); err != nil || g.Str("displayName") != "Sales (all)" {
+		t.Errorf("mirrored group = %v, %v; want renamed to Sales (all)", g.Props, err)
+	}
+
+	// The selected group is deleted in Entra: the run says so, and holds.
+	src.remove(gid(1))
+	run = e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunFailed || !strings.Contains(run.Error, "was deleted in Entra") || !strings.Contains(run.Hint, "groupScope") {
+		t.Fatalf("run = %s: %s / %s; want failed naming the deleted group", run.Status, run.Error, run.Hint)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(5)}, e.activeIDs()); diff != "" {
+		t.Errorf("a deleted scoped group removed users (-want +got):\n%s", diff)
+	}
+	if _, err := e.Store.Get(ctx, dirsync.TableGroups, string(dirsync.GroupMirrored), gid(1)); !dirsync.IsCode(err, dirsync.ENOTFOUND) {
+		t.Errorf("the mirrored copy of the deleted group is still there: %v", err)
+	}
+}
+
+func TestGroupScopeWithManyGroups(t *testing.T) {
+	e := newEnv(t)
+	setThreshold(t, e, dirsync.DeletionThreshold{})
+	src := newGroupSource(e.Source)
+	e.Engine.Source = src
+	e.Seed(70)
+	var scope []string
+	for i := 1; i <= 60; i++ {
+		src.put(gid(i), fmt.Sprintf("Team %d", i), uid(i))
+		scope = append(scope, gid(i))
+	}
+	ctx := context.Background()
+	s, etag, _ := e.Engine.Settings(ctx)
+	s.GroupScope = scope
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	run := e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded {
+		t.Fatalf("run = %s (%s)", run.Status, run.Error)
+	}
+	got := e.activeIDs()
+	if len(got) != 60 || slices.Contains(got, uid(61)) {
+		t.Errorf("directory has %d users (want the 60 in the selected groups)", len(got))
+	}
+}
