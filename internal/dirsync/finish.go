@@ -44,6 +44,9 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 		return nil
 	}
 
+	if err := e.pruneMirrored(ctx, s); err != nil {
+		return err
+	}
 	finished, err := e.advance(ctx, w, func(r *Run) error {
 		r.Status, r.Phase, r.FinishedAt, r.Counters, r.PendingDeletions = RunSucceeded, PhaseDone, &now, totals, 0
 		r.Error, r.Hint, r.ErrorCode = "", "", "" // a blocked run's message no longer applies

@@ -448,3 +448,24 @@ func (e *Engine) parallel(ctx context.Context, n int, f func(i int) error) error
 	wg.Wait()
 	return firstErr
 }
+
+// pruneMirrored removes the mirrored groups no longer mirrored (mirroring
+// turned off, or the group taken out of groupScope) once a run has
+// evaluated every user without them (the settings change made it full).
+func (e *Engine) pruneMirrored(ctx context.Context, s Settings) error {
+	var stale []string
+	err := e.scanPartition(ctx, TableGroups, string(GroupMirrored), func(ent Entity) {
+		if !s.MirrorGroups || !slices.Contains(s.GroupScope, ent.RowKey) {
+			stale = append(stale, ent.RowKey)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("read mirrored groups: %w", err)
+	}
+	for _, id := range stale {
+		if err := e.Store.Delete(ctx, TableGroups, string(GroupMirrored), id, ""); err != nil {
+			return fmt.Errorf("remove mirrored group %s: %w", id, err)
+		}
+	}
+	return nil
+}
