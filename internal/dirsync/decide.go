@@ -32,6 +32,15 @@ func (e *Engine) doDecide(ctx context.Context, run Run, s Settings, w WorkItem) 
 		reason = fmt.Sprintf("%d of %d users (%.1f%%) would be deleted, more than the threshold of %.1f%%",
 			pending, size, float64(pending)*100/float64(size), t.MaxPercent)
 	}
+	if reason != "" && run.Preview {
+		// A preview holds nothing for approval: it says so, and goes on to
+		// show what the deletions would do.
+		lb := e.newLog(run, nil)
+		lb.add(LogEvent{Event: EvRunBlocked, Level: LevelWarn, Reason: reason,
+			Message: "a real sync would hold these deletions for an admin's approval (the deletion threshold); the preview shows them as applied"})
+		e.flushLog(ctx, run, lb)
+		reason = ""
+	}
 	if reason == "" {
 		if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = PhaseDeleting; return nil }); err != nil {
 			return err

@@ -30,6 +30,8 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 			}
 			if err == nil && writtenSince(run, d, userFromEntity(u)) {
 				d.Outcome = outcomeKept
+			} else if err == nil {
+				d.GroupsLeft = int64(len(userFromEntity(u).Memberships()))
 			}
 			marks = append(marks, BatchOp{Kind: BatchReplace, Entity: d.entity()})
 		}
@@ -47,6 +49,7 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 			}
 			if kept {
 				d.Outcome = outcomeKept
+				d.GroupsLeft = 0
 				if _, err := e.Store.Replace(ctx, TableDeletions, deletion{PendingDeletion: d.PendingDeletion, Stamp: d.Stamp, runID: run.ID}.entity()); err != nil {
 					return fmt.Errorf("record kept user %s: %w", d.UserID, err)
 				}

@@ -34,13 +34,16 @@ type deletion struct {
 	PendingDeletion
 	// Stamp is the page stamp (or sweepStamp) of the decision.
 	Stamp int64
+	// GroupsLeft is how many groups the user leaves with its deletion
+	// (counted in the run's membersRemoved).
+	GroupsLeft int64
 	ETag  string
 	runID string
 }
 
 func deletionFromEntity(e Entity) deletion {
 	return deletion{PendingDeletion: PendingDeletion{UserID: e.RowKey, UPN: e.Str("upn"), Reason: e.Str("reason"), Outcome: e.Str("outcome")},
-		Stamp: e.Int("pageSeq"), ETag: e.ETag, runID: e.PartitionKey}
+		Stamp: e.Int("pageSeq"), GroupsLeft: e.Int("groupsLeft"), ETag: e.ETag, runID: e.PartitionKey}
 }
 
 func (d deletion) entity() Entity {
@@ -50,6 +53,9 @@ func (d deletion) entity() Entity {
 	}
 	if d.Outcome != "" {
 		p["outcome"] = d.Outcome
+	}
+	if d.GroupsLeft > 0 {
+		p["groupsLeft"] = d.GroupsLeft
 	}
 	return Entity{PartitionKey: d.runID, RowKey: d.UserID, ETag: d.ETag, Props: p}
 }
@@ -93,12 +99,14 @@ func (e *Engine) PendingDeletions(ctx context.Context, runID string, limit int, 
 	return out, page.Continuation, nil
 }
 
-func (e *Engine) deletedCount(ctx context.Context, runID string) (int64, error) {
-	var n int64
-	err := e.scanPartition(ctx, TableDeletions, runID, func(ent Entity) {
+// deletedCount returns how many users the run deleted, and how many group
+// memberships they left with them.
+func (e *Engine) deletedCount(ctx context.Context, runID string) (users, memberships int64, err error) {
+	err = e.scanPartition(ctx, TableDeletions, runID, func(ent Entity) {
 		if ent.Str("outcome") == outcomeDeleted {
-			n++
+			users++
+			memberships += ent.Int("groupsLeft")
 		}
 	})
-	return n, err
+	return users, memberships, err
 }

@@ -14,16 +14,18 @@ import (
 // resumed by the redelivered item (HandleWork lets a finish item of a
 // succeeded run through).
 func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) error {
-	if run.Status == RunSucceeded {
+	if run.Status == RunSucceeded || run.Status == RunPreviewed {
 		return e.commitRun(ctx, run, s)
 	}
 	totals, err := e.pageTotals(ctx, run)
 	if err != nil {
 		return err
 	}
-	if totals.Deleted, err = e.deletedCount(ctx, run.ID); err != nil {
+	deleted, left, err := e.deletedCount(ctx, run.ID)
+	if err != nil {
 		return err
 	}
+	totals.Deleted, totals.MembersRemoved = deleted, totals.MembersRemoved+left
 	now := e.now()
 
 	// A run in which every user was skipped for a missing attribute points
@@ -49,6 +51,9 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 	}
 	finished, err := e.advance(ctx, w, func(r *Run) error {
 		r.Status, r.Phase, r.FinishedAt, r.Counters, r.PendingDeletions = RunSucceeded, PhaseDone, &now, totals, 0
+		if r.Preview {
+			r.Status = RunPreviewed
+		}
 		r.Error, r.Hint, r.ErrorCode = "", "", "" // a blocked run's message no longer applies
 		return nil
 	})
@@ -56,8 +61,12 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 		return err
 	}
 	lb := e.newLog(finished, nil)
-	lb.add(LogEvent{Event: EvRunFinished, Counters: &totals, Message: fmt.Sprintf("%s sync finished in %s",
-		finished.Mode, now.Sub(finished.StartedAt).Round(time.Second))})
+	what := finished.Mode + " sync finished"
+	if finished.Preview {
+		what = finished.Mode + " preview finished (nothing was changed: the counters say what a sync would do)"
+	}
+	lb.add(LogEvent{Event: EvRunFinished, Counters: &totals, Message: fmt.Sprintf("%s in %s",
+		what, now.Sub(finished.StartedAt).Round(time.Second))})
 	e.flushLog(ctx, finished, lb)
 	e.log().InfoContext(ctx, "run finished", "run", run.ID, "added", totals.Added, "updated", totals.Updated, "deleted", totals.Deleted)
 	return e.commitRun(ctx, finished, s)
@@ -66,6 +75,12 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 // commitRun saves a succeeded run's delta token and counts and releases its
 // lock, all in one batch, while the run still holds the lock.
 func (e *Engine) commitRun(ctx context.Context, run Run, s Settings) error {
+	if run.Preview {
+		// A preview moves nothing: no token, no counts, no scope; it only
+		// lets the lock go.
+		e.releaseLock(ctx, run.ID)
+		return nil
+	}
 	counts, err := e.statusCounts(ctx, run.ID)
 	if err != nil {
 		return err

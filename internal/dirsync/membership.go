@@ -159,7 +159,12 @@ func (e *Engine) runGroups(ctx context.Context, run Run, s Settings) (*runGroups
 
 // cacheKey separates the caches of engines on different stores (tests run
 // many in one process).
-func (e *Engine) cacheKey() string { return fmt.Sprintf("%p", e.Store) }
+func (e *Engine) cacheKey() string {
+	if p, ok := e.Store.(*previewStore); ok {
+		return fmt.Sprintf("%p", p.Store)
+	}
+	return fmt.Sprintf("%p", e.Store)
+}
 
 // ruleAttributes is a user's attributes as rules read them.
 func ruleAttributes(id string, attrs map[string]string) rules.User {

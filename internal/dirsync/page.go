@@ -46,7 +46,7 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 	}
 	// Every later page of the epoch is queued after this first one's
 	// successor, so marking at the first page precedes every write.
-	if w.Seq == 0 {
+	if w.Seq == 0 && !run.Preview {
 		if err := e.markDirty(ctx, run); err != nil {
 			return err
 		}

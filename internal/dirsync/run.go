@@ -19,10 +19,13 @@ const (
 	RunFailed    RunStatus = "failed"
 	RunBlocked   RunStatus = "blocked" // deletions wait for an admin's approval
 	RunCancelled RunStatus = "cancelled"
+	// RunPreviewed is a preview run that finished: its counters and log say
+	// what a sync would do; nothing was changed.
+	RunPreviewed RunStatus = "previewed"
 )
 
 // RunStatuses lists every status, for validating filters.
-var RunStatuses = []RunStatus{RunRunning, RunSucceeded, RunFailed, RunBlocked, RunCancelled}
+var RunStatuses = []RunStatus{RunRunning, RunSucceeded, RunFailed, RunBlocked, RunCancelled, RunPreviewed}
 
 // Run modes.
 const (
@@ -47,6 +50,7 @@ const (
 	TriggerSchedule = "schedule"
 	TriggerManual   = "manual"
 	TriggerReset    = "reset"
+	TriggerPreview  = "preview"
 )
 
 // Counters are a run's totals. They are summed from per-page records that are
@@ -182,13 +186,15 @@ type Run struct {
 	ScopeRound   int64    `json:"-"`
 	ScopeTracked []string `json:"-"`
 	// ScopeGrew: reading members found nested groups the round did not follow.
-	ScopeGrew bool   `json:"-"`
-	ETag      string `json:"-"`
+	ScopeGrew bool `json:"-"`
+	// Preview runs compute every change without making it (preview.go).
+	Preview bool   `json:"preview,omitempty"`
+	ETag    string `json:"-"`
 }
 
 // Finished reports whether the run reached an end state.
 func (r Run) Finished() bool {
-	return r.Status == RunSucceeded || r.Status == RunFailed || r.Status == RunCancelled
+	return r.Status == RunSucceeded || r.Status == RunFailed || r.Status == RunCancelled || r.Status == RunPreviewed
 }
 
 var runIDRE = regexp.MustCompile(`^(\d{8}-\d{6})-([0-9a-f]{6})$`)
@@ -239,7 +245,7 @@ func runToEntity(r Run) (Entity, error) {
 		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
-		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","),
+		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview,
 	}
 	if r.ScopeLink != "" {
 		putChunked(p, "scopeLink", r.ScopeLink)
@@ -269,7 +275,7 @@ func runFromEntity(e Entity) Run {
 		DeltaLink: e.Str("deltaLink"), ETag: e.ETag, Counters: countersFrom(e),
 		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
-		RuleProps: splitList(e.Str("ruleProps")),
+		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

@@ -13,6 +13,13 @@ type StartRequest struct {
 	// Mode forces a full run when ModeFull; "" lets the engine decide.
 	Mode        string
 	RequestedBy string
+	// Preview computes every change without making it (preview.go): the
+	// run reads Graph as a real one, holds the lock, and writes only its
+	// own records; it ends "previewed".
+	Preview bool
+	// Settings, for a preview, replaces the saved settings: what would
+	// this settings change do? (nil: the saved ones.)
+	Settings *Settings
 	// clearState deletes the delta token once the lock is taken (reset).
 	clearState bool
 }
@@ -32,8 +39,16 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	if !settings.Enabled {
+	if !settings.Enabled && !req.Preview {
 		return Run{}, errDisabled()
+	}
+	if req.Settings != nil {
+		if !req.Preview {
+			return Run{}, Errorf(EINVALID, "candidate settings are for previews only").WithHint("Save settings with PUT /api/settings.")
+		}
+		if err := req.Settings.Validate(); err != nil {
+			return Run{}, err
+		}
 	}
 	now := e.now()
 	id := e.newRunID(now)
@@ -47,12 +62,15 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	// Sync may have been disabled between the first read and taking the
 	// lock; disabling cancels the lock holder it finds (PutSettings), so
 	// reading again after taking the lock closes the gap from this side.
-	if settings, _, err = e.Settings(ctx); err != nil || !settings.Enabled {
+	if settings, _, err = e.Settings(ctx); err != nil || (!settings.Enabled && !req.Preview) {
 		e.releaseLock(ctx, id)
 		if err == nil {
 			err = errDisabled()
 		}
 		return Run{}, err
+	}
+	if req.Settings != nil {
+		settings = *req.Settings
 	}
 	if req.clearState {
 		if err := e.Store.Delete(ctx, TableState, statePartition, deltaRowKey, ""); err != nil {
@@ -109,6 +127,7 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 		GroupsHash: groupsHash(groups), ScopeGen: scope.Gen, ScopeTracked: scope.Tracked, RuleProps: ruleProps,
 	}
 	run.Evaluate = mode == ModeDelta && run.GroupsHash != evaluated.Str("evaluatedHash")
+	run.Preview = req.Preview
 	if err := e.snapshotGroups(ctx, id, groups); err != nil {
 		e.releaseLock(ctx, id)
 		return Run{}, err
@@ -141,6 +160,12 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	}
 	lb := e.newLog(run, nil)
 	msg := fmt.Sprintf("%s sync started (trigger %s)", mode, req.Trigger)
+	if req.Preview {
+		msg = fmt.Sprintf("%s preview started (trigger %s): it reads Entra as a sync would and changes nothing", mode, req.Trigger)
+		if req.Settings != nil {
+			msg += ", under candidate settings"
+		}
+	}
 	switch {
 	case req.clearState:
 		msg += ": the sync state was reset, so every user is read and users no longer in Entra are removed at the end"

@@ -153,7 +153,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 	// A finish item of a run that already succeeded may still have to save
 	// its delta token and release the lock (a crash in between); every other
 	// item needs a running run in its own epoch.
-	resumeFinish := w.Kind == WorkFinish && run.Status == RunSucceeded
+	resumeFinish := w.Kind == WorkFinish && (run.Status == RunSucceeded || run.Status == RunPreviewed)
 	if !resumeFinish && (run.Status != RunRunning || w.Epoch != run.Restarts) {
 		log.InfoContext(ctx, "superseded work item dropped", "status", run.Status, "runEpoch", run.Restarts)
 		return nil
@@ -173,7 +173,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 			return nil
 		}
 	}
-	err = steps[w.Kind](e, ctx, run, settings, w)
+	err = steps[w.Kind](e.forRun(run), ctx, run, settings, w)
 	switch {
 	case err == nil:
 		e.heartbeat(ctx, lock)

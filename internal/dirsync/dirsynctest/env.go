@@ -82,3 +82,6 @@ func (e *Env) Sync(opt DrainOptions) dirsync.Run {
 	}
 	return e.Finish(run.ID, opt)
 }
+
+// T is the test the environment belongs to.
+func (e *Env) T() testing.TB { return e.t }

@@ -505,6 +505,16 @@ func (s *Sim) admin() {
 			_, err = s.Engine.PutSettings(ctx, st, etag, "sim")
 			return err
 		})
+	case k == 9 && s.rng.Intn(2) == 0:
+		s.report.Faults["preview"]++
+		mode := ""
+		if s.rng.Intn(2) == 0 {
+			mode = dirsync.ModeFull
+		}
+		s.spawn("preview", nil, "", func(ctx context.Context) error {
+			_, err := s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerPreview, Mode: mode, Preview: true, RequestedBy: "sim"})
+			return err
+		})
 	case k == 8 && s.rng.Intn(2) == 0:
 		s.report.Faults["group_edit"]++
 		id, rule := simGroupID(s.rng.Intn(3)), simRules[s.rng.Intn(len(simRules))]
@@ -973,6 +983,15 @@ func (p *simStore) Query(ctx context.Context, table string, q dirsync.Query) (di
 // checked too, which only makes the checks stricter where they matter).
 func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.BatchOp) {
 	w := workerOf(ctx)
+	switch table {
+	case dirsync.TableUsers, dirsync.TableEmails, dirsync.TableMembers, dirsync.TableGroups:
+		if w != nil && w.runID != "" {
+			if run, ok := s.runRow(w.runID); ok && run.Preview {
+				s.report.Checks["preview_writes_nothing"]++
+				s.violate("preview run %s wrote to the %s table (%s)", run.ID, table, w.name)
+			}
+		}
+	}
 	switch table {
 	case dirsync.TableUsers:
 		for _, op := range ops {
