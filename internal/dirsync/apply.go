@@ -54,6 +54,10 @@ type pageContext struct {
 // worker killed in between loses no line (a retry may repeat some).
 func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser, successor map[string]any) error {
 	seq, stamp := w.Seq, pageStamp(w.Epoch, w.Seq)
+	if run.OnDemandStamp != 0 {
+		stamp = run.OnDemandStamp
+	}
+	onDemand := run.Trigger == TriggerOnDemand
 	lb := e.newLog(run, &seq)
 	var c Counters
 
@@ -140,7 +144,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			continue
 		}
 		if su.Removed != "" {
-			if had {
+			if had && !onDemand {
 				if err := e.recordDeletion(ctx, run, settings, stamp, old, "removed in Entra ("+removalWords(su.Removed)+")"); err != nil {
 					return err
 				}
@@ -177,6 +181,9 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			if wr != nil {
 				wr.outOfScope = true
 				writes = append(writes, *wr)
+			}
+			if onDemand {
+				continue // deletions stay with runs and their threshold
 			}
 			if err := e.recordDeletion(ctx, run, settings, stamp, old, "left the sync scope: "+why); err != nil {
 				return err

@@ -188,8 +188,10 @@ type Run struct {
 	// ScopeGrew: reading members found nested groups the round did not follow.
 	ScopeGrew bool `json:"-"`
 	// Preview runs compute every change without making it (preview.go).
-	Preview bool   `json:"preview,omitempty"`
-	ETag    string `json:"-"`
+	Preview bool `json:"preview,omitempty"`
+	// OnDemandStamp is the stamp an on-demand run writes (ondemand.go).
+	OnDemandStamp int64  `json:"-"`
+	ETag          string `json:"-"`
 }
 
 // Finished reports whether the run reached an end state.
@@ -245,7 +247,7 @@ func runToEntity(r Run) (Entity, error) {
 		"lastPage": r.LastPage, "fullFrom": r.FullFrom, "restarts": r.Restarts, "pendingDeletions": r.PendingDeletions,
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
-		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview,
+		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview, "onDemandStamp": r.OnDemandStamp,
 	}
 	if r.ScopeLink != "" {
 		putChunked(p, "scopeLink", r.ScopeLink)
@@ -275,7 +277,7 @@ func runFromEntity(e Entity) Run {
 		DeltaLink: e.Str("deltaLink"), ETag: e.ETag, Counters: countersFrom(e),
 		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
-		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"),
+		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"), OnDemandStamp: e.Int("onDemandStamp"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

@@ -62,6 +62,7 @@ const (
 	EvScope             = "scope"
 	EvGroupRemoved      = "group_removed"
 	EvRuleProblem       = "rule_problem"
+	EvOnDemand          = "on_demand"
 )
 
 // logBuffer collects a work item's log lines so they are appended in one

@@ -505,6 +505,14 @@ func (s *Sim) admin() {
 			_, err = s.Engine.PutSettings(ctx, st, etag, "sim")
 			return err
 		})
+	case k == 9 && s.rng.Intn(2) == 0 && len(s.tenantIDs()) > 0:
+		s.report.Faults["on_demand"]++
+		ids := s.tenantIDs()
+		id := ids[s.rng.Intn(len(ids))]
+		s.spawn("on demand", nil, "", func(ctx context.Context) error {
+			_, err := s.Engine.ProvisionUser(ctx, id, "sim")
+			return err
+		})
 	case k == 9 && s.rng.Intn(2) == 0:
 		s.report.Faults["preview"]++
 		mode := ""

@@ -224,6 +224,15 @@ func (s *Source) User(ctx context.Context, id string, sel []string) (dirsync.Sou
 	defer s.mu.Unlock()
 	a, ok := s.users[id]
 	if !ok {
+		// Graph also finds a user by its userPrincipalName.
+		for uid, attrs := range s.users {
+			if strings.EqualFold(attrs["userPrincipalName"], id) {
+				id, a, ok = uid, attrs, true
+				break
+			}
+		}
+	}
+	if !ok {
 		return dirsync.SourceUser{}, dirsync.Errorf(dirsync.ENOTFOUND, "user %s not found", id)
 	}
 	return dirsync.SourceUser{ID: id, Attributes: maps.Clone(a)}, nil
