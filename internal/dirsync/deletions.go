@@ -37,8 +37,8 @@ type deletion struct {
 	// GroupsLeft is how many groups the user leaves with its deletion
 	// (counted in the run's membersRemoved).
 	GroupsLeft int64
-	ETag  string
-	runID string
+	ETag       string
+	runID      string
 }
 
 func deletionFromEntity(e Entity) deletion {
