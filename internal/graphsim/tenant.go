@@ -420,6 +420,9 @@ func (t *Tenant) checkManager(self, mgr any) error {
 
 func (t *Tenant) noteProps(attrs map[string]any) {
 	for k := range attrs {
+		if isExtensionAttribute(k) {
+			continue // selected as onPremisesExtensionAttributes only, as in Graph
+		}
 		lk := strings.ToLower(k)
 		if _, ok := t.props[lk]; !ok {
 			t.props[lk] = k
