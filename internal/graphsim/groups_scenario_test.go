@@ -79,6 +79,17 @@ func TestGroupScenariosThroughControlAPI(t *testing.T) {
 	if diff := cmp.Diff(sortedCopy([]string{gb.ID, gc.ID}), sortedCopy(gotGroups)); diff != "" {
 		t.Errorf("A's nested groups (-want +got):\n%s", diff)
 	}
+	status, b := c.control(http.MethodGet, "groups/"+ga.ID+"/transitive", "")
+	var truth struct{ Users, Groups []string }
+	if err := json.Unmarshal(b, &truth); status != http.StatusOK || err != nil {
+		t.Fatalf("GET /_sim/groups/{id}/transitive: %d %s", status, b)
+	}
+	if diff := cmp.Diff(wantUsers, truth.Users); diff != "" {
+		t.Errorf("control API's transitive users (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(sortedCopy([]string{gb.ID, gc.ID}), truth.Groups); diff != "" {
+		t.Errorf("control API's transitive groups (-want +got):\n%s", diff)
+	}
 	one := c.get("/groups/"+gb.ID+"?$select=id,displayName", http.StatusOK)
 	if one["id"] != gb.ID || one["displayName"] != "B" || len(one) != 3 { // with @odata.context
 		t.Errorf("GET /groups/{id}?$select=id,displayName = %v", one)
@@ -154,6 +165,9 @@ func TestGroupScenariosThroughControlAPI(t *testing.T) {
 				t.Errorf("deleted group entry %v", it)
 			}
 		}
+	}
+	if status, b := c.control(http.MethodGet, "groups/"+gd.ID+"/transitive", ""); status != http.StatusNotFound {
+		t.Errorf("control API's transitive members of a deleted group: %d %s", status, b)
 	}
 	for _, path := range []string{"/groups/" + gd.ID, "/groups/" + gd.ID + "/transitiveMembers"} {
 		resp, body := c.do(http.MethodGet, path, nil)

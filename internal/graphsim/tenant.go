@@ -833,6 +833,21 @@ func (t *Tenant) Group(id string) (Group, bool) {
 	return Group{ID: g.id, DisplayName: g.displayName, Members: slices.Clone(g.sortedMembers())}, true
 }
 
+// TransitiveMembers is the ground truth of a group's expanded membership:
+// the existing users and the nested groups at any depth, each sorted and
+// listed once (cycles are harmless). ok is false for a missing or deleted
+// group.
+func (t *Tenant) TransitiveMembers(id string) (users, groups []string, ok bool) {
+	t.mu.Lock() // transitive fills a cache
+	defer t.mu.Unlock()
+	g, err := t.liveGroup(id)
+	if err != nil {
+		return nil, nil, false
+	}
+	ts := t.transitive(g)
+	return slices.Clone(ts.users), slices.Clone(ts.groups), true
+}
+
 // ExpireTokens invalidates every delta and skip token issued so far: using
 // one answers like an expired token (see Config.ExpiryForm).
 func (t *Tenant) ExpireTokens() {
