@@ -319,7 +319,9 @@ func (s *Source) groupErr() error {
 // GroupsDelta serves one page of a groups delta round. Links:
 // "groups|<round>|<offset>|<generation>" within a round and
 // "groupsdelta|<round>|<generation>" at its end; Expire invalidates both
-// (ETOKENEXPIRED). Exactly one of NextLink and DeltaLink is set. Errors:
+// (ETOKENEXPIRED). req.GroupIDs counts only without a link (a link carries
+// its round's filter, as Graph's do). Exactly one of NextLink and DeltaLink
+// is set. Errors:
 // GroupErrs first, ETOKENEXPIRED for an expired link, EINVALID for a link
 // that is not a groups link.
 func (s *Source) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaRequest) (dirsync.GroupPage, error) {
