@@ -215,9 +215,15 @@ func idFilter(ids []string) string {
 	return strings.Join(parts, " or ")
 }
 
-// mapGroups maps a groups delta page. members@delta lists user members added
-// (no annotation) or removed ("@removed"); nested groups, devices and other
-// member kinds are left out, since SourceGroup holds user ids only.
+// mapGroups maps a groups delta page. members@delta lists the members added
+// (no annotation) or removed ("@removed") since the link was issued (every
+// member, as added, in a first round): users go to MembersAdded/Removed,
+// nested groups (#microsoft.graph.group) to GroupsAdded/Removed, and other
+// kinds (devices, service principals, contacts) are left out, since a group
+// syncs people. A large group's members arrive over several pages of one
+// round, the group repeated on each with the next share of its members
+// (Graph: "Paging through members in a large group"); each page is mapped as
+// it comes and the caller merges them.
 func (s *Source) mapGroups(raw rawPage) []dirsync.SourceGroup {
 	out := make([]dirsync.SourceGroup, 0, len(raw.Value))
 	for _, item := range raw.Value {
@@ -241,13 +247,19 @@ func (s *Source) mapGroups(raw rawPage) []dirsync.SourceGroup {
 			}
 		}
 		for _, m := range members {
-			if m.ID == "" || !isUserType(m.Type) {
+			if m.ID == "" {
 				continue
 			}
-			if m.Removed != nil {
+			removed := m.Removed != nil
+			switch {
+			case isUserType(m.Type) && removed:
 				g.MembersRemoved = append(g.MembersRemoved, m.ID)
-			} else {
+			case isUserType(m.Type):
 				g.MembersAdded = append(g.MembersAdded, m.ID)
+			case isGroupType(m.Type) && removed:
+				g.GroupsRemoved = append(g.GroupsRemoved, m.ID)
+			case isGroupType(m.Type):
+				g.GroupsAdded = append(g.GroupsAdded, m.ID)
 			}
 		}
 		out = append(out, g)
@@ -261,8 +273,15 @@ func isUserType(t string) bool {
 	return t == "" || strings.EqualFold(t, "#microsoft.graph.user")
 }
 
-// GroupTransitiveMembers fetches one page of a group's user members, nested
-// groups expanded.
+func isGroupType(t string) bool { return strings.EqualFold(t, "#microsoft.graph.group") }
+
+// GroupTransitiveMembers fetches one page of a group's transitive members
+// (GET /groups/{id}/transitiveMembers, which expands nested groups at any
+// depth and lists each member once): users in UserIDs, the nested groups in
+// GroupIDs; devices, service principals and contacts are left out. Errors as
+// dirsync.Source says; ENOTFOUND when the group does not exist (also on a
+// later page, if it was deleted in between), EINVALID for an id that is not
+// a GUID or a link that is not a members link.
 func (s *Source) GroupTransitiveMembers(ctx context.Context, groupID, link string) (page dirsync.MemberPage, err error) {
 	o := op{name: "read group members", perm: permMembers, notFound: fmt.Sprintf("group %s was not found in Entra ID", groupID)}
 	defer s.guard(o, &err)
@@ -303,16 +322,44 @@ func (s *Source) GroupTransitiveMembers(ctx context.Context, groupID, link strin
 		if t, ok := item["@odata.type"]; ok {
 			_ = json.Unmarshal(t, &typ)
 		}
-		if isUserType(typ) {
+		switch {
+		case isUserType(typ):
 			page.UserIDs = append(page.UserIDs, id)
+		case isGroupType(typ):
+			page.GroupIDs = append(page.GroupIDs, id)
 		}
 	}
 	page.NextLink = raw.NextLink
 	return page, nil
 }
 
-// Group fetches one group's id and displayName.
-// TODO(issue 15): not implemented yet; the groups helper adds it.
-func (s *Source) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
-	return dirsync.SourceGroup{}, dirsync.Errorf(dirsync.EINVALID, "reading one group is not implemented yet")
+// Group fetches one group's id and displayName (GET
+// /groups/{id}?$select=id,displayName). Errors as dirsync.Source says;
+// ENOTFOUND when the group does not exist or was deleted (Graph answers 404
+// Request_ResourceNotFound), EINVALID for an id that is not a GUID (sent, it
+// would be a 400 at best).
+func (s *Source) Group(ctx context.Context, id string) (g dirsync.SourceGroup, err error) {
+	o := op{name: "read a group", perm: permGroups, notFound: fmt.Sprintf("group %s was not found in Entra ID", id)}
+	defer s.guard(o, &err)
+	if !isGUID(id) {
+		return g, dirsync.Errorf(dirsync.EINVALID, "%q is not a group id: group ids are GUIDs (the object id shown on the group's overview page in the Entra admin center)", id)
+	}
+	ri, buildErr := s.client.Groups().ByGroupId(id).ToGetRequestInformation(ctx, &groups.GroupItemRequestBuilderGetRequestConfiguration{
+		QueryParameters: &groups.GroupItemRequestBuilderGetQueryParameters{Select: []string{"id", "displayName"}},
+	})
+	body, err := s.send(ctx, o, ri, buildErr)
+	if err != nil {
+		return g, err
+	}
+	var item struct {
+		ID          string `json:"id"`
+		DisplayName string `json:"displayName"`
+	}
+	if err := strictUnmarshal(body, &item); err != nil {
+		return g, unreadable(o, err)
+	}
+	if item.ID == "" {
+		return g, unreadable(o, errors.New(`the group has no "id"`))
+	}
+	return dirsync.SourceGroup{ID: item.ID, DisplayName: item.DisplayName}, nil
 }

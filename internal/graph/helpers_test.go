@@ -225,11 +225,13 @@ func TestMapUser(t *testing.T) {
 }
 
 func TestSelectList(t *testing.T) {
-	got, err := selectList([]string{"displayName", "id", "mail", "displayname", "extension_abc_x"})
+	got, err := selectList([]string{"displayName", "id", "mail", "displayname", "extension_abc_x",
+		"extensionAttribute3", "extensionAttribute15", "manager", "extensionAttribute16"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"id", "displayName", "mail", "extension_abc_x"}, got); diff != "" {
+	want := []string{"id", "displayName", "mail", "extension_abc_x", "onPremisesExtensionAttributes", "manager", "extensionAttribute16"}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("selectList (-want +got):\n%s", diff)
 	}
 	for _, bad := range []string{"mail,manager", "a&$filter=x", "", "display name"} {

@@ -532,6 +532,8 @@ func walkGroups(t *testing.T, src *Source, req dirsync.GroupDeltaRequest) (map[s
 			}
 			acc.MembersAdded = append(acc.MembersAdded, g.MembersAdded...)
 			acc.MembersRemoved = append(acc.MembersRemoved, g.MembersRemoved...)
+			acc.GroupsAdded = append(acc.GroupsAdded, g.GroupsAdded...)
+			acc.GroupsRemoved = append(acc.GroupsRemoved, g.GroupsRemoved...)
 			got[g.ID] = acc
 		}
 		if page.DeltaLink != "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -79,8 +80,17 @@ func (s *Source) User(ctx context.Context, id string, selectAttrs []string) (u d
 	if err != nil {
 		return u, err
 	}
+	q := &users.UserItemRequestBuilderGetQueryParameters{Select: sel}
+	if i := slices.Index(sel, "manager"); i >= 0 {
+		// Outside delta, manager is a relationship that $select does not
+		// return: it is read with $expand, and only its id is needed.
+		// (Delta is the other way round: $expand is not supported there
+		// and $select=manager tracks it, delta-query-overview.)
+		q.Select = slices.Delete(slices.Clone(sel), i, i+1)
+		q.Expand = []string{"manager($select=id)"}
+	}
 	ri, buildErr := s.client.Users().ByUserId(id).ToGetRequestInformation(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
-		QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: sel},
+		QueryParameters: q,
 	})
 	body, err := s.send(ctx, o, ri, buildErr)
 	if err != nil {
@@ -310,8 +320,16 @@ func firstByte(raw json.RawMessage) byte {
 // like; anything else could change the meaning of the $select query.
 var propertyName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,119}$`)
 
+// extensionAttribute matches the fields of onPremisesExtensionAttributes,
+// extensionAttribute1..15. They are not user properties of their own: Graph
+// refuses $select=extensionAttribute1 (400) and returns them only inside
+// onPremisesExtensionAttributes, which mapUser flattens back.
+var extensionAttribute = regexp.MustCompile(`^(?i:extensionAttribute)([1-9]|1[0-5])$`)
+
 // selectList validates attribute names and returns the $select list, always
-// with "id" first and without duplicates.
+// with "id" first and without duplicates; a requested extensionAttributeN is
+// asked as onPremisesExtensionAttributes. "manager" stays: delta rounds
+// track it through $select (callers outside delta expand it instead).
 func selectList(attrs []string) ([]string, error) {
 	sel := []string{"id"}
 	seen := map[string]bool{"id": true}
@@ -320,6 +338,9 @@ func selectList(attrs []string) ([]string, error) {
 		if !propertyName.MatchString(a) {
 			return nil, dirsync.Errorf(dirsync.EINVALID, "%q is not a Microsoft Graph user property name", a).
 				WithHint("Use property names as Graph spells them, such as displayName, mail or extension_<appid>_costCenter.")
+		}
+		if extensionAttribute.MatchString(a) {
+			a = "onPremisesExtensionAttributes"
 		}
 		if !seen[strings.ToLower(a)] {
 			seen[strings.ToLower(a)] = true

@@ -27,6 +27,7 @@ POST   /_sim/groups                        add a group: {"id"?, "displayName", "
 GET    /_sim/groups/{id}                   one group
 PATCH  /_sim/groups/{id}                   rename: {"displayName": "..."}
 DELETE /_sim/groups/{id}                   delete a group
+GET    /_sim/groups/{id}/transitive        ground truth: {"users": [...], "groups": [...]} at any depth, sorted
 POST   /_sim/groups/{id}/members/{member}  add a member (user or group)
 DELETE /_sim/groups/{id}/members/{member}  remove a member
 POST   /_sim/tokens/expire                 expire every delta and skip token issued so far
@@ -211,6 +212,13 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case route == "groups" && n == 3 && segs[2] == "transitive" && m == http.MethodGet:
+		users, groups, ok := t.TransitiveMembers(segs[1])
+		if !ok {
+			controlError(w, http.StatusNotFound, "notFound", fmt.Sprintf("no group %q", segs[1]))
+			return
+		}
+		writeJSON(w, http.StatusOK, "application/json", ordered{{"users", nonNil(users)}, {"groups", nonNil(groups)}})
 	case route == "groups" && n == 4 && segs[2] == "members" && (m == http.MethodPost || m == http.MethodPut):
 		if err := t.AddMember(segs[1], segs[3]); err != nil {
 			controlFail(w, err)
@@ -269,6 +277,14 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	default:
 		controlError(w, http.StatusNotFound, "notFound", fmt.Sprintf("no control route %s %s; GET /_sim/ lists them", m, r.URL.Path))
 	}
+}
+
+// nonNil makes an empty list [] in JSON rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // writeUserStream writes a JSON array without building it all in memory

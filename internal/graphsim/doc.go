@@ -45,6 +45,11 @@
 //     A manager removed since the token comes as a manager@delta entry with
 //     @removed reason "deleted"; with Config.NullForClearedProperties other
 //     removed properties come as null.
+//     Users carry extensionAttribute1..15 as flat attributes (as the ground
+//     truth names them), but, as in Graph, they are not properties: $select
+//     names onPremisesExtensionAttributes, which comes as an object of all
+//     fifteen fields (null for unset ones), and $select=extensionAttribute1
+//     is a 400.
 //   - GET /v1.0/groups/delta: $select (displayName, description, members,
 //     ...; without $select everything including members), the same $filter.
 //     Members are in "members@delta":[{"@odata.type":"#microsoft.graph.user"
@@ -62,10 +67,12 @@
 //   - GET /v1.0/users: $select, $top, paging, and a small $filter: "<prop> eq
 //     '<text>'" (case-insensitive), "<prop> eq true|false", "id in (...)",
 //     joined with "or".
-//   - GET /v1.0/groups/{id}.
+//   - GET /v1.0/groups/{id}: $select (id, displayName, ...); 404
+//     Request_ResourceNotFound for a missing or deleted group.
 //   - GET /v1.0/groups/{id}/transitiveMembers, optionally cast with
 //     /microsoft.graph.user or /graph.user (and .group): nested groups
-//     expanded, objects with "@odata.type", $select, $top, nextLink.
+//     expanded at any depth, each member once, objects with "@odata.type",
+//     $select, $top, nextLink; 404 for a missing or deleted group.
 //   - GET /v1.0/users/{id}/photo: {"@odata.context","@odata.mediaContentType",
 //     "@odata.mediaEtag":"\"ETAG\"","id":"96X96","height","width"}; and
 //     /photo/$value: the image bytes. No photo: 404 ImageNotFound. Photo

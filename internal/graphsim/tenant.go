@@ -420,6 +420,9 @@ func (t *Tenant) checkManager(self, mgr any) error {
 
 func (t *Tenant) noteProps(attrs map[string]any) {
 	for k := range attrs {
+		if isExtensionAttribute(k) {
+			continue // selected as onPremisesExtensionAttributes only, as in Graph
+		}
 		lk := strings.ToLower(k)
 		if _, ok := t.props[lk]; !ok {
 			t.props[lk] = k
@@ -828,6 +831,21 @@ func (t *Tenant) Group(id string) (Group, bool) {
 		return Group{}, false
 	}
 	return Group{ID: g.id, DisplayName: g.displayName, Members: slices.Clone(g.sortedMembers())}, true
+}
+
+// TransitiveMembers is the ground truth of a group's expanded membership:
+// the existing users and the nested groups at any depth, each sorted and
+// listed once (cycles are harmless). ok is false for a missing or deleted
+// group.
+func (t *Tenant) TransitiveMembers(id string) (users, groups []string, ok bool) {
+	t.mu.Lock() // transitive fills a cache
+	defer t.mu.Unlock()
+	g, err := t.liveGroup(id)
+	if err != nil {
+		return nil, nil, false
+	}
+	ts := t.transitive(g)
+	return slices.Clone(ts.users), slices.Clone(ts.groups), true
 }
 
 // ExpireTokens invalidates every delta and skip token issued so far: using

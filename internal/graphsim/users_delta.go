@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // renderUser builds a user object with the selected properties. A property
@@ -23,6 +25,9 @@ func (t *Tenant) renderUser(rec *userRec, sel []string, delta, changes bool) ord
 		case "manager":
 			manager = true
 			continue
+		case "onPremisesExtensionAttributes":
+			o = append(o, kv{p, extensionAttributes(attrs)})
+			continue
 		}
 		if v, ok := attrs[p]; ok {
 			o = append(o, kv{p, v})
@@ -40,6 +45,31 @@ func (t *Tenant) renderUser(rec *userRec, sel []string, delta, changes bool) ord
 				{"@odata.type", "#microsoft.graph.user"}, {"id", old}, {"@removed", ordered{{"reason", "deleted"}}},
 			}}})
 		}
+	}
+	return o
+}
+
+// isExtensionAttribute tells the fields of onPremisesExtensionAttributes,
+// extensionAttribute1..15: users carry them as flat attributes here (as the
+// ground truth and the adapter's mapping name them), but Graph has no such
+// top-level properties and serves them only inside
+// onPremisesExtensionAttributes.
+func isExtensionAttribute(name string) bool {
+	n, ok := strings.CutPrefix(name, "extensionAttribute")
+	if !ok || n == "" || n[0] == '0' {
+		return false
+	}
+	i, err := strconv.Atoi(n)
+	return err == nil && i >= 1 && i <= 15
+}
+
+// extensionAttributes renders onPremisesExtensionAttributes as Graph does:
+// all fifteen fields, null for those not set.
+func extensionAttributes(attrs map[string]any) ordered {
+	o := make(ordered, 0, 15)
+	for i := 1; i <= 15; i++ {
+		k := "extensionAttribute" + strconv.Itoa(i)
+		o = append(o, kv{k, attrs[k]})
 	}
 	return o
 }
@@ -169,7 +199,7 @@ func (t *Tenant) emitsAt(rec *userRec, pos int, st stateToken) bool {
 			continue
 		}
 		for _, p := range e.props {
-			if slices.Contains(st.Select, p) {
+			if slices.Contains(st.Select, p) || isExtensionAttribute(p) && slices.Contains(st.Select, "onPremisesExtensionAttributes") {
 				relevant = true
 				break
 			}

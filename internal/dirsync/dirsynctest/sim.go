@@ -1134,3 +1134,26 @@ func (p *simSource) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (d
 	}
 	return page, err
 }
+
+// The group reads are scheduling points like every other port call (a
+// worker can be killed before one, or be interleaved with others there).
+func (p *simSource) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaRequest) (dirsync.GroupPage, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.GroupPage{}, err
+	}
+	return p.Source.GroupsDelta(ctx, req)
+}
+
+func (p *simSource) GroupTransitiveMembers(ctx context.Context, groupID, link string) (dirsync.MemberPage, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.MemberPage{}, err
+	}
+	return p.Source.GroupTransitiveMembers(ctx, groupID, link)
+}
+
+func (p *simSource) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.SourceGroup{}, err
+	}
+	return p.Source.Group(ctx, id)
+}

@@ -35,6 +35,25 @@ type Source struct {
 	// Errs are returned, in order, by the next UsersDelta calls.
 	Errs  []error
 	Calls int
+
+	// Groups (groups.go).
+	groups        map[string]*fakeGroup // existing groups
+	deletedGroups map[string]bool       // ids of deleted groups, never reused
+	removedFrom   map[string][]string   // soft-deleted user -> groups to restore it to
+	groupLog      []groupEvent          // every group change, by version
+	groupRounds   []groupRound          // groups delta rounds by number
+	// GroupPageSize is the number of group entries per groups delta page,
+	// GroupMembersPerPage the most member changes one entry carries (a
+	// group with more is split over entries), MemberPageSize the members
+	// per transitive members page. Zero picks the Default* values.
+	GroupPageSize       int
+	GroupMembersPerPage int
+	MemberPageSize      int
+	// GroupErrs are returned, in order, by the next calls of GroupsDelta,
+	// GroupTransitiveMembers and Group (a nil entry lets one call through);
+	// GroupCalls counts those calls.
+	GroupErrs  []error
+	GroupCalls int
 }
 
 type snapshot struct {
@@ -54,13 +73,19 @@ func (s *Source) Put(id string, attrs map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ver++
+	_, wasRemoved := s.removed[id]
 	s.users[id] = maps.Clone(attrs)
 	delete(s.removed, id)
+	if wasRemoved {
+		s.userRestored(id)
+	}
 	s.version[id] = s.ver
 	s.history[id] = append(s.history[id], snapshot{ver: s.ver, attrs: maps.Clone(attrs)})
 }
 
-// Remove deletes a user (reason dirsync.RemovedChanged or RemovedDeleted).
+// Remove deletes a user (reason dirsync.RemovedChanged or RemovedDeleted),
+// taking it out of its groups (a later Put restores a soft-deleted user's
+// memberships).
 func (s *Source) Remove(id, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,6 +95,7 @@ func (s *Source) Remove(id, reason string) {
 	s.ver++
 	delete(s.users, id)
 	s.removed[id] = reason
+	s.userRemoved(id, reason)
 	s.version[id] = s.ver
 	s.history[id] = append(s.history[id], snapshot{ver: s.ver})
 }
@@ -211,14 +237,6 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 	return page, nil
 }
 
-func (s *Source) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaRequest) (dirsync.GroupPage, error) {
-	return dirsync.GroupPage{DeltaLink: "groups"}, nil
-}
-
-func (s *Source) GroupTransitiveMembers(ctx context.Context, groupID, link string) (dirsync.MemberPage, error) {
-	return dirsync.MemberPage{}, nil
-}
-
 func (s *Source) User(ctx context.Context, id string, sel []string) (dirsync.SourceUser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -244,9 +262,4 @@ func (s *Source) UserPhoto(ctx context.Context, id string) (dirsync.PhotoInfo, e
 
 func (s *Source) UserPhotoData(ctx context.Context, id string) ([]byte, error) {
 	return nil, dirsync.Errorf(dirsync.ENOTFOUND, "no photo")
-}
-
-// Group is not served yet (issue 15 adds groups to the fake tenant).
-func (s *Source) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
-	return dirsync.SourceGroup{}, dirsync.Errorf(dirsync.ENOTFOUND, "group %s not found", id)
 }
