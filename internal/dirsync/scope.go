@@ -13,8 +13,8 @@ import (
 
 // Scope by Entra groups (Settings.GroupScope). Who is in the selected
 // groups, nested groups included, is kept in scope rows: TableMembers,
-// PartitionKey "s|<user bucket>", RowKey the user id, holding gen (the run
-// that rebuilt the scope) and groups (the selected groups containing the
+// PartitionKey "s|<user bucket>", RowKey the user id, holding gen (the
+// rebuild that wrote it: scopeGeneration) and groups (the selected groups containing the
 // user). A page reads the rows of its users with point reads; a user is in a
 // selected group when its row's gen is the run's ScopeGen.
 //
@@ -57,6 +57,12 @@ const maxScopeRounds = 3
 const scopeRowKey = "scope"
 
 func scopeRowPK(userID string) string { return "s|" + Bucket(userID) }
+
+// scopeGeneration numbers the scope rows a rebuild writes: each round of
+// each run its own, increasing, so rows a rebuild does not write (users no
+// longer in a selected group) never count as in scope, not even for a
+// second round of the same run.
+func scopeGeneration(runSeq, round int64) int64 { return runSeq*16 + round }
 
 // scopeState is the saved scope position: the generation of the scope rows,
 // the groups delta link and the groups it follows, for the selection
@@ -162,18 +168,19 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		next.Seq, next.Link, next.Cursor = w.Seq+1, page.NextLink, w.Cursor
 		return e.send(ctx, next, zeroTime)
 	}
+	rebuild := false
 	run, err = e.advance(ctx, w, func(r *Run) error {
 		r.ScopeLink = page.DeltaLink
-		if !r.ScopeChanged && r.Mode == ModeDelta {
-			return nil
+		rebuild = r.ScopeChanged || r.Mode != ModeDelta
+		if rebuild {
+			r.ScopeGen = scopeGeneration(r.Seq, r.ScopeRound)
 		}
-		r.ScopeGen = r.Seq
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if run.ScopeGen != run.Seq {
+	if !rebuild {
 		lb.add(LogEvent{Event: EvScope, Message: "the selected groups did not change since the last sync"})
 		first, err := e.firstUserPage(ctx, run, w)
 		if err != nil {

@@ -141,16 +141,40 @@ type Sim struct {
 	// scenario); scopeExit is when each user last left its scope.
 	scopeRule *rules.Rule
 	scopeExit map[string]time.Time
+	// scopeGroups are the selected Entra groups (groupScope), mirrored when
+	// mirror is set; entraGroups every Entra group of the scenario.
+	scopeGroups []string
+	mirror      bool
+	entraGroups []string
 }
+
+func simEntraGroupID(i int) string { return fmt.Sprintf("00000000-0000-4000-b000-%012d", i+1) }
 
 // outOfScope reports whether a tenant user is outside the scoping rule now.
 func (s *Sim) outOfScope(id string) bool {
 	attrs, ok := s.Source.Users()[id]
-	if !ok || s.scopeRule == nil {
+	if !ok {
+		return false
+	}
+	if len(s.scopeGroups) > 0 && len(s.groupsOf(id)) == 0 {
+		return true
+	}
+	if s.scopeRule == nil {
 		return false
 	}
 	in, _ := s.scopeRule.Match(simRuleUser(id, attrs), rules.Env{Now: s.Clock.Now()})
 	return !in
+}
+
+// groupsOf lists the selected groups that contain a user, nested included.
+func (s *Sim) groupsOf(id string) []string {
+	var out []string
+	for _, g := range s.scopeGroups {
+		if slices.Contains(s.Source.TransitiveUserMembers(g), id) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // Dynamic groups and scoping rules the simulator picks from: they read
@@ -197,6 +221,24 @@ func NewSim(cfg SimConfig) *Sim {
 	if rng.Intn(4) == 0 {
 		st.ScopeRule = simScopeRules[rng.Intn(len(simScopeRules))]
 		s.scopeRule, _ = rules.Parse(st.ScopeRule)
+	}
+	if rng.Intn(4) == 0 {
+		// Entra groups: 1 and 2 selected, 3 nested in 1 (and 4 in 3), 5
+		// unrelated; each with a few users.
+		for i := range 5 {
+			s.Source.PutGroup(simEntraGroupID(i), fmt.Sprintf("Entra group %d", i+1))
+			s.entraGroups = append(s.entraGroups, simEntraGroupID(i))
+		}
+		s.Source.AddGroupMember(simEntraGroupID(0), simEntraGroupID(2))
+		s.Source.AddGroupMember(simEntraGroupID(2), simEntraGroupID(3))
+		for _, id := range s.tenantIDs() {
+			if g := rng.Intn(7); g < 5 {
+				s.Source.AddGroupMember(simEntraGroupID(g), id)
+			}
+		}
+		s.scopeGroups = []string{simEntraGroupID(0), simEntraGroupID(1)}
+		s.mirror = rng.Intn(2) == 0
+		st.GroupScope, st.MirrorGroups = s.scopeGroups, s.mirror
 	}
 	if _, err := s.Engine.PutSettings(ctx, st, etag, "sim"); err != nil {
 		panic(err)
@@ -303,6 +345,10 @@ func (s *Sim) mutateTenant() {
 	}(s.Source.Users())
 	ids := s.tenantIDs()
 	pick := func() string { return ids[s.rng.Intn(len(ids))] }
+	if len(s.entraGroups) > 0 && s.rng.Intn(4) == 0 {
+		s.mutateGroups(ids)
+		return
+	}
 	switch k := s.rng.Intn(7); {
 	case k == 0 || len(ids) < 2:
 		s.addUser()
@@ -368,6 +414,40 @@ func (s *Sim) mutateTenant() {
 	default:
 		s.addUser()
 		s.report.Faults["tenant_add"]++
+	}
+}
+
+// mutateGroups changes Entra group memberships: users join and leave,
+// nested groups are nested and un-nested, groups are renamed. (A selected
+// group deleted in Entra holds every run; that has tests of its own.)
+func (s *Sim) mutateGroups(ids []string) {
+	g := s.entraGroups[s.rng.Intn(len(s.entraGroups))]
+	defer func() {
+		users, groups := s.Source.GroupMembers(g)
+		s.trace("tenant: group %s now has users %d groups %v", g[len(g)-2:], len(users), groups)
+	}()
+	switch s.rng.Intn(5) {
+	case 0, 1:
+		s.Source.AddGroupMember(g, ids[s.rng.Intn(len(ids))])
+		s.report.Faults["group_member_added"]++
+	case 2:
+		users, groups := s.Source.GroupMembers(g)
+		if all := append(users, groups...); len(all) > 0 {
+			s.Source.RemoveGroupMember(g, all[s.rng.Intn(len(all))])
+			s.report.Faults["group_member_removed"]++
+		}
+	case 3:
+		// nest or un-nest group 4 in a selected one
+		nested, parent := simEntraGroupID(3), s.scopeGroups[s.rng.Intn(len(s.scopeGroups))]
+		if _, groups := s.Source.GroupMembers(parent); slices.Contains(groups, nested) {
+			s.Source.RemoveGroupMember(parent, nested)
+		} else {
+			s.Source.AddGroupMember(parent, nested)
+		}
+		s.report.Faults["group_nesting"]++
+	case 4:
+		s.Source.PutGroup(g, fmt.Sprintf("Entra group %s renamed %d", g[len(g)-2:], s.rng.Intn(100)))
+		s.report.Faults["group_renamed"]++
 	}
 }
 
@@ -834,6 +914,9 @@ func (s *Sim) inScope(set dirsync.Settings, users map[string]map[string]string) 
 	}
 	out := map[string]map[string]string{}
 	for id, attrs := range users {
+		if len(set.GroupScope) > 0 && len(s.groupsOf(id)) == 0 {
+			continue
+		}
 		if rule != nil {
 			if ok, _ := rule.Match(simRuleUser(id, attrs), rules.Env{Now: s.Clock.Now()}); !ok {
 				continue
@@ -873,6 +956,15 @@ func (s *Sim) checkMemberships(ctx context.Context, final dirsync.Run, truth map
 				}
 			}
 		}
+		if s.mirror {
+			for _, gid := range s.groupsOf(uid) {
+				mine = append(mine, gid)
+				if u.Status == dirsync.StatusActive {
+					want[gid] = append(want[gid], uid)
+				}
+			}
+			sort.Strings(mine)
+		}
 		if u.Status == dirsync.StatusActive && fmt.Sprint(mine) != fmt.Sprint(u.Groups) {
 			s.violate("user %s: groups %v, want %v (rules on its attributes %v)", uid, u.Groups, mine, attrs)
 		}
@@ -888,6 +980,9 @@ func (s *Sim) checkMemberships(ctx context.Context, final dirsync.Run, truth map
 		}
 		got[gid] = append(got[gid], ent.RowKey)
 	}
+	if s.mirror {
+		ids = append(ids, s.scopeGroups...)
+	}
 	for _, gid := range ids {
 		sort.Strings(want[gid])
 		sort.Strings(got[gid])
@@ -895,6 +990,15 @@ func (s *Sim) checkMemberships(ctx context.Context, final dirsync.Run, truth map
 			s.violate("group %s: index lists %v, want %v", gid, got[gid], want[gid])
 		}
 		delete(got, gid)
+	}
+	if s.mirror {
+		names := s.Source.Groups()
+		for _, gid := range s.scopeGroups {
+			row, err := s.store.Get(ctx, dirsync.TableGroups, string(dirsync.GroupMirrored), gid)
+			if err != nil || row.Str("displayName") != names[gid] {
+				s.violate("mirrored group %s: %q (%v), want Entra's name %q", gid, row.Str("displayName"), err, names[gid])
+			}
+		}
 	}
 	for gid, m := range got {
 		if len(m) > 0 {
@@ -1141,14 +1245,26 @@ func (p *simSource) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaReque
 	if err := workerOf(ctx).point(); err != nil {
 		return dirsync.GroupPage{}, err
 	}
-	return p.Source.GroupsDelta(ctx, req)
+	page, err := p.Source.GroupsDelta(ctx, req)
+	if p.sim.cfg.Trace {
+		var g []string
+		for _, sg := range page.Groups {
+			g = append(g, fmt.Sprintf("%s%s+%d-%d+g%v-g%v", sg.ID[len(sg.ID)-2:], sg.Removed, len(sg.MembersAdded), len(sg.MembersRemoved), sg.GroupsAdded, sg.GroupsRemoved))
+		}
+		p.sim.trace("groups delta %q ids=%d -> %v next=%q delta=%q err=%v (by %s)", req.Link, len(req.GroupIDs), g, page.NextLink, page.DeltaLink, err, workerOf(ctx).name)
+	}
+	return page, err
 }
 
 func (p *simSource) GroupTransitiveMembers(ctx context.Context, groupID, link string) (dirsync.MemberPage, error) {
 	if err := workerOf(ctx).point(); err != nil {
 		return dirsync.MemberPage{}, err
 	}
-	return p.Source.GroupTransitiveMembers(ctx, groupID, link)
+	page, err := p.Source.GroupTransitiveMembers(ctx, groupID, link)
+	if p.sim.cfg.Trace {
+		p.sim.trace("transitive %s %q -> %d users %v groups next=%q err=%v (by %s)", groupID[len(groupID)-2:], link, len(page.UserIDs), page.GroupIDs, page.NextLink, err, workerOf(ctx).name)
+	}
+	return page, err
 }
 
 func (p *simSource) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
