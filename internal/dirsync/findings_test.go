@@ -246,13 +246,3 @@ func TestRestartCountsSeenOnce(t *testing.T) {
 		t.Errorf("run = %s restarts %d seen %d, want succeeded, 1, 10", run.Status, run.Restarts, run.Counters.Seen)
 	}
 }
-
-// Group scope is refused until it is built (issue 15): stored and ignored,
-// it would sync every user while the admin believes the sync is scoped.
-func TestGroupScopeIsRefusedUntilBuilt(t *testing.T) {
-	s := dirsync.DefaultSettings()
-	s.GroupScope = []string{"0f8fad5b-d9cb-469f-a165-70867728950e"}
-	if err := s.Validate(); !dirsync.IsCode(err, dirsync.EINVALID) || !strings.Contains(err.Error(), "groupScope") {
-		t.Errorf("Validate = %v, want groupScope refused", err)
-	}
-}
