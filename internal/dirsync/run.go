@@ -46,6 +46,9 @@ const (
 	TriggerSchedule = "schedule"
 	TriggerManual   = "manual"
 	TriggerReset    = "reset"
+	// TriggerGroups is a run started because an admin created, changed or
+	// deleted a group, so that membership is evaluated soon.
+	TriggerGroups = "groups"
 )
 
 // Counters are a run's totals. They are summed from per-page records that are
