@@ -123,6 +123,8 @@ func (m *Main) Run(ctx context.Context) error {
 		AdminKeyHashes:   cfg.AdminKeyHashes,
 		SupportKeyHashes: cfg.SupportKeyHashes,
 		TrustEasyAuth:    cfg.TrustEasyAuth,
+		// groupScope ids are checked against Entra before settings are saved.
+		Groups: source,
 	})
 	if err != nil {
 		return fmt.Errorf("api: %w", err)

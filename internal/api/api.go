@@ -39,6 +39,14 @@ type Service interface {
 	ListUsers(ctx context.Context, q dirsync.UserQuery) ([]dirsync.User, string, error)
 	GetUser(ctx context.Context, id string) (dirsync.User, error)
 	UserGroups(ctx context.Context, userID string) ([]string, error)
+	Users(ctx context.Context, ids []string) (map[string]dirsync.User, error)
+	ListGroups(ctx context.Context) ([]dirsync.Group, error)
+	GetGroup(ctx context.Context, id string) (dirsync.Group, error)
+	CreateGroup(ctx context.Context, g dirsync.Group, who string) (dirsync.Group, error)
+	UpdateGroup(ctx context.Context, g dirsync.Group, ifMatch, who string) (dirsync.Group, error)
+	DeleteGroup(ctx context.Context, id, ifMatch, who string) error
+	GroupMembersPage(ctx context.Context, groupID, cursor string, top int) ([]string, string, error)
+	PreviewRule(ctx context.Context, rule string, limits dirsync.PreviewLimits) (dirsync.RulePreview, error)
 }
 
 var _ Service = (*dirsync.Engine)(nil)
@@ -70,6 +78,12 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes limits request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// Groups looks up Entra groups: a settings PUT refuses groupScope ids
+	// that name no group. Optional: without it the ids are saved unchecked.
+	Groups GroupLookup
+	// PreviewLimits bound the directory scan of POST
+	// /api/groups/validate-rule (zero fields: the engine's defaults).
+	PreviewLimits dirsync.PreviewLimits
 }
 
 // DefaultMaxBodyBytes is the request body limit unless configured.
@@ -86,6 +100,9 @@ type Handler struct {
 	maxBody int64
 	routes  []*route
 	openapi []byte
+	groups  GroupLookup
+	// previewLimits bound validate-rule's scan.
+	previewLimits dirsync.PreviewLimits
 }
 
 // New checks cfg and returns the API handler.
@@ -94,7 +111,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, errors.New("api: Config.Service is required (the sync engine)")
 	}
 	h := &Handler{svc: cfg.Service, log: cfg.Logger, version: cfg.Version, health: cfg.Health,
-		now: cfg.Now, maxBody: cfg.MaxBodyBytes}
+		now: cfg.Now, maxBody: cfg.MaxBodyBytes, groups: cfg.Groups, previewLimits: cfg.PreviewLimits}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -186,6 +203,13 @@ func (h *Handler) routeTable() []*route {
 		{method: "GET", pattern: "/api/audit", role: roleSupport, serve: h.listAudit},
 		{method: "GET", pattern: "/api/users", role: roleSupport, serve: h.listUsers},
 		{method: "GET", pattern: "/api/users/{id}", role: roleSupport, serve: h.getUser},
+		{method: "GET", pattern: "/api/groups", role: roleSupport, serve: h.listGroups},
+		{method: "POST", pattern: "/api/groups", role: roleAdmin, serve: h.createGroup},
+		{method: "POST", pattern: "/api/groups/validate-rule", role: roleSupport, serve: h.validateRule},
+		{method: "GET", pattern: "/api/groups/{id}", role: roleSupport, serve: h.getGroup},
+		{method: "PUT", pattern: "/api/groups/{id}", role: roleAdmin, serve: h.putGroup},
+		{method: "DELETE", pattern: "/api/groups/{id}", role: roleAdmin, serve: h.deleteGroup},
+		{method: "GET", pattern: "/api/groups/{id}/members", role: roleSupport, serve: h.listMembers},
 	}
 	for _, rt := range rs {
 		rt.parts = strings.Split(strings.TrimPrefix(rt.pattern, "/"), "/")
@@ -324,7 +348,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		h.writeError(w, c, &dirsync.Error{Code: dirsync.ENOTFOUND,
 			Message: fmt.Sprintf("there is no route %s", r.URL.Path),
-			Hint:    "See GET /api/openapi.json for every route (runs, users, settings, status, sync, audit, health)."})
+			Hint:    "See GET /api/openapi.json for every route (runs, users, groups, settings, status, sync, audit, health)."})
 		return
 	}
 	pattern, c.params = rt.pattern, params

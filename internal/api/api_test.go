@@ -426,7 +426,9 @@ func TestUsers(t *testing.T) {
 	dup["mail"] = "user3@contoso.example"
 	e.Source.Put(uid(7), dup)
 	e.syncNow()
-	if err := e.Engine.AddMember(context.Background(), uid(500), uid(3)); err != nil {
+	e.AddMember(uid(500), uid(3))
+	e.AddMember(uid(501), uid(3)) // a group deleted since: left out
+	if err := e.Engine.Groups().PutMirrored(context.Background(), dirsync.Group{ID: uid(500), DisplayName: "Board"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -466,15 +468,16 @@ func TestUsers(t *testing.T) {
 		t.Errorf("prefix search found %d users, want 11", n)
 	}
 
+	type groupRef struct{ ID, DisplayName, Kind string }
 	var one struct {
 		User struct {
 			dirsync.User
-			Groups []string
+			Groups []groupRef `json:"groups"`
 		}
 	}
 	e.call("GET", "/api/users/"+strings.ToUpper(uid(3)), supportKey, "").want(http.StatusOK).decode(&one)
 	if one.User.ID != uid(3) || one.User.Fields["email"] != "user3@contoso.example" || one.User.Status != dirsync.StatusActive ||
-		one.User.ChangedAt.IsZero() || !cmp.Equal(one.User.Groups, []string{uid(500)}) {
+		one.User.ChangedAt.IsZero() || !cmp.Equal(one.User.Groups, []groupRef{{uid(500), "Board", "mirrored"}}) {
 		t.Errorf("user 3 = %+v", one.User)
 	}
 	e.call("GET", "/api/users/"+uid(7), supportKey, "").want(http.StatusOK).decode(&one)

@@ -17,7 +17,8 @@
 //     comes late. Only the log download streams, after everything that can
 //     fail early has been checked.
 //   - Roles: admin may do everything; support may read (status, runs, logs,
-//     users, settings, audit, the OpenAPI document). /api/health is
+//     users, groups, settings, audit, the OpenAPI document, and checking a
+//     membership rule, which changes nothing). /api/health is
 //     anonymous. The caller is identified by App Service Authentication's
 //     x-ms-client-principal header (only when Config.TrustEasyAuth says the
 //     platform sets it, since anyone can send the header otherwise), with app
@@ -26,7 +27,7 @@
 //     configured for a role. The Api function is anonymous to the Functions
 //     host: this package is the only gate (docs/architecture.md). Audit rows and runs record the principal's name
 //     or "key:admin" / "key:support", never the key.
-//   - Writes (POST, PUT) must not be forgeable from another site, since the
+//   - Writes (POST, PUT, DELETE) must not be forgeable from another site, since the
 //     Easy Auth session is a cookie the browser sends along: each needs the
 //     x-functions-key header or Content-Type: application/json (which a
 //     cross-site form cannot send) and must not say it comes from another
@@ -36,7 +37,10 @@
 //     decoded strictly (unknown fields, wrong types and trailing data are
 //     rejected naming the field), ids must have the shape of a run id or an
 //     object id, paging limits are 1..100 and paging tokens must be ones this
-//     API issued for the same listing.
+//     API issued for the same listing (a group's members page with top
+//     1..1000 and the engine's cursor, which names its group).
+//   - Group writes (groups.go) leave membership to the sync: after one, a run
+//     is started when none is going, and the answer says which, or why not.
 //   - Nothing secret is logged or echoed: request logs carry the path, never
 //     the query string (which may hold the code key).
 package api

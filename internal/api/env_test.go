@@ -53,6 +53,8 @@ type envOptions struct {
 	// service wraps the engine (stubs for failure cases).
 	service func(api.Service) api.Service
 	health  func(context.Context) map[string]error
+	// groups looks up Entra groups for settings PUT (api.Config.Groups).
+	groups api.GroupLookup
 }
 
 func newEnv(t *testing.T, opts ...envOptions) *env {
@@ -79,7 +81,7 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		Service: svc, Logger: slog.New(slog.NewJSONHandler(e.logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version: version, Health: health,
 		AdminKeyHashes: []string{keyHash(adminKey)}, SupportKeyHashes: []string{strings.ToUpper(keyHash(supportKey))},
-		TrustEasyAuth: o.trustEasyAuth, Now: e.Clock.Now,
+		TrustEasyAuth: o.trustEasyAuth, Now: e.Clock.Now, Groups: o.groups,
 	})
 	if err != nil {
 		t.Fatalf("api.New: %v", err)

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -501,6 +500,12 @@ func (h *Handler) putSettings(c *call) (*response, error) {
 	if err := requireFields(body, &s, "settings"); err != nil {
 		return nil, err
 	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if err := h.checkGroupScope(c.ctx, s.GroupScope); err != nil {
+		return nil, err
+	}
 	etag, err := h.svc.PutSettings(c.ctx, s, storedETag(ifMatch), c.caller.Name)
 	if err != nil {
 		return nil, err
@@ -571,8 +576,8 @@ func (h *Handler) listUsers(c *call) (*response, error) {
 
 type userDetail struct {
 	dirsync.User
-	// Groups are the object ids of the directory groups the user is in.
-	Groups []string `json:"groups"`
+	// Groups are the directory groups the user is a member of.
+	Groups []groupRef `json:"groups"`
 }
 
 type userResponse struct {
@@ -591,13 +596,9 @@ func (h *Handler) getUser(c *call) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	groups, err := h.svc.UserGroups(c.ctx, id)
+	groups, err := h.userGroupRefs(c.ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("groups of user %s: %w", id, err)
 	}
-	if groups == nil {
-		groups = []string{}
-	}
-	sort.Strings(groups)
 	return jsonResponse(http.StatusOK, userResponse{User: userDetail{User: u, Groups: groups}}), nil
 }

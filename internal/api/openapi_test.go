@@ -140,6 +140,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"DeletionThreshold": reflect.TypeOf(dirsync.DeletionThreshold{}),
 		"AuditEntry":        reflect.TypeOf(dirsync.AuditEntry{}),
 		"PendingDeletion":   reflect.TypeOf(dirsync.PendingDeletion{}),
+		"Group":             reflect.TypeOf(dirsync.Group{}),
+		"RuleCheck":         reflect.TypeOf(dirsync.RulePreview{}),
+		"RuleProblem":       reflect.TypeOf(dirsync.RuleProblem{}),
 	} {
 		s, ok := doc.Components.Schemas[name]
 		if !ok {

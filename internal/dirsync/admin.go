@@ -132,7 +132,8 @@ func (e *Engine) GetUser(ctx context.Context, id string) (User, error) {
 	}
 	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
 	if IsCode(err, ENOTFOUND) {
-		return User{}, Errorf(ENOTFOUND, "user %s is not in the directory", id)
+		return User{}, Errorf(ENOTFOUND, "user %s is not in the directory", id).
+			WithHint("Find users with GET /api/users; a user out of scope, or deleted in Entra, is not in the directory.")
 	}
 	if err != nil {
 		return User{}, err

@@ -125,22 +125,27 @@ func TestDeletedUserLeavesEveryGroup(t *testing.T) {
 	e.Seed(3)
 	e.Sync(dirsynctest.DrainOptions{})
 	for _, g := range []string{uid(900), uid(901)} {
-		if err := e.Engine.AddMember(ctx, g, uid(1)); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Engine.AddMember(ctx, g, uid(2)); err != nil {
-			t.Fatal(err)
-		}
+		e.AddMember(g, uid(1))
+		e.AddMember(g, uid(2))
 	}
 	e.Source.Remove(uid(1), dirsync.RemovedDeleted)
 	e.Sync(dirsynctest.DrainOptions{})
-	groups, _ := e.Engine.UserGroups(ctx, uid(1))
-	if len(groups) != 0 {
-		t.Errorf("deleted user still in groups %v", groups)
+	if _, err := e.Engine.UserGroups(ctx, uid(1)); !dirsync.IsCode(err, dirsync.ENOTFOUND) {
+		t.Errorf("groups of a deleted user: %v, want not_found", err)
 	}
-	members, _ := e.Engine.GroupMembers(ctx, uid(900))
+	groups, err := e.Engine.UserGroups(ctx, uid(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{uid(900), uid(901)}, groups); diff != "" {
+		t.Errorf("groups of user 2 (-want +got):\n%s", diff)
+	}
+	members, _, err := e.Engine.GroupMembersPage(ctx, uid(900), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if diff := cmp.Diff([]string{uid(2)}, members); diff != "" {
-		t.Errorf("members (-want +got):\n%s", diff)
+		t.Errorf("members of group 900 (-want +got):\n%s", diff)
 	}
 }
 

@@ -122,13 +122,13 @@ func (e *Engine) syncMembers(ctx context.Context, u User) error {
 	member := u.Memberships()
 	for _, g := range u.MemberDiff {
 		present := slices.Contains(member, g)
-		_, err := e.modify(ctx, TableMembers, memberOfGroupPK(g), u.ID, func(ent *Entity, exists bool) error {
-			if exists && ent.Str("ver") >= u.MemberVer {
+		_, err := e.modify(ctx, TableMembers, MembersPartition(g), u.ID, func(ent *Entity, exists bool) error {
+			if exists && ent.Str(MemberVerProp) >= u.MemberVer {
 				return errSkipWrite
 			}
 			// A removal is written even where no register exists: the
 			// tombstone keeps a late, older add from creating one.
-			ent.Props = map[string]any{"present": present, "ver": u.MemberVer}
+			ent.Props = map[string]any{MemberPresentProp: present, MemberVerProp: u.MemberVer}
 			return nil
 		})
 		if err != nil {

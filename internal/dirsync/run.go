@@ -51,6 +51,9 @@ const (
 	TriggerManual   = "manual"
 	TriggerReset    = "reset"
 	TriggerPreview  = "preview"
+	// TriggerGroups is a run started because an admin created, changed or
+	// deleted a group, so that membership is evaluated soon.
+	TriggerGroups = "groups"
 )
 
 // Counters are a run's totals. They are summed from per-page records that are

@@ -2,7 +2,6 @@ package dirsync
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 const (
 	settingsPartition = "settings"
 	settingsRow       = "current"
-	auditPartition    = "audit"
 )
 
 // SettingsStore keeps the settings document and the audit trail of its
@@ -46,15 +44,6 @@ func (ss *SettingsStore) Get(ctx context.Context) (Settings, string, error) {
 	return s, ent.ETag, nil
 }
 
-// AuditEntry records one change an admin made.
-type AuditEntry struct {
-	Time   time.Time       `json:"time"`
-	Who    string          `json:"who"`
-	Action string          `json:"action"`
-	Before json.RawMessage `json:"before,omitempty"`
-	After  json.RawMessage `json:"after,omitempty"`
-}
-
 // Put validates and saves s. ifMatch must be the ETag returned by Get ("" is
 // accepted only while no settings were ever saved; "*" overwrites), so two
 // admins cannot overwrite each other's changes unseen. The audit row is
@@ -76,73 +65,45 @@ func (ss *SettingsStore) Put(ctx context.Context, s Settings, ifMatch, who strin
 	}
 	after, _ := json.Marshal(s)
 	b, _ := json.Marshal(before)
-	auditKey, err := ss.insertAudit(ctx, AuditEntry{Who: who, Action: "settings.update", Before: b, After: after})
-	if err != nil {
-		return "", fmt.Errorf("save settings: audit: %w", err)
-	}
-	ent := Entity{PartitionKey: settingsPartition, RowKey: settingsRow, ETag: beforeTag,
-		Props: map[string]any{"updatedBy": who, "updatedAt": ss.Now()}}
-	putChunked(ent.Props, "json", string(after))
-	switch {
-	case ifMatch == "*":
-		ent.ETag = ""
-		etag, err = ss.Store.Replace(ctx, TableSettings, ent) // unconditional
-	case beforeTag == "":
-		etag, err = ss.Store.Insert(ctx, TableSettings, ent)
-		if IsCode(err, ECONFLICT) {
-			err = Errorf(EPRECONDITION, "the settings were saved by someone else at the same moment").
-				WithHint("GET /api/settings again and re-apply your change.")
+	err = ss.trail().audited(ctx, AuditEntry{Who: who, Action: "settings.update", Before: b, After: after}, func() error {
+		ent := Entity{PartitionKey: settingsPartition, RowKey: settingsRow, ETag: beforeTag,
+			Props: map[string]any{"updatedBy": who, "updatedAt": ss.Now()}}
+		putChunked(ent.Props, "json", string(after))
+		var err error
+		switch {
+		case ifMatch == "*":
+			ent.ETag = ""
+			etag, err = ss.Store.Replace(ctx, TableSettings, ent) // unconditional
+		case beforeTag == "":
+			etag, err = ss.Store.Insert(ctx, TableSettings, ent)
+			if IsCode(err, ECONFLICT) {
+				err = Errorf(EPRECONDITION, "the settings were saved by someone else at the same moment").
+					WithHint("GET /api/settings again and re-apply your change.")
+			}
+		default:
+			etag, err = ss.Store.Replace(ctx, TableSettings, ent)
 		}
-	default:
-		etag, err = ss.Store.Replace(ctx, TableSettings, ent)
-	}
+		return err
+	})
 	if err != nil {
-		// The change was not made: its audit row must not say it was.
-		ss.Store.Delete(ctx, TableAudit, auditPartition, auditKey, "")
 		return "", err
 	}
 	return etag, nil
 }
 
-// audit records an admin action.
-func (ss *SettingsStore) audit(ctx context.Context, a AuditEntry) error {
-	_, err := ss.insertAudit(ctx, a)
-	return err
+func (ss *SettingsStore) trail() auditTrail {
+	return auditTrail{store: ss.Store, now: ss.Now, random: ss.Random}
 }
 
-func (ss *SettingsStore) insertAudit(ctx context.Context, a AuditEntry) (string, error) {
-	now := ss.Now()
-	a.Time = now
-	b, _ := json.Marshal(a)
-	var suffix [3]byte
-	if ss.Random != nil {
-		ss.Random(suffix[:])
-	} else {
-		rand.Read(suffix[:])
-	}
-	rk := fmt.Sprintf("%019d-%x", 1<<62-now.UnixNano(), suffix)
-	props := map[string]any{"who": a.Who, "action": a.Action, "time": now}
-	putChunked(props, "json", string(b))
-	if _, err := ss.Store.Insert(ctx, TableAudit, Entity{PartitionKey: auditPartition, RowKey: rk, Props: props}); err != nil {
-		return "", err
-	}
-	return rk, nil
+// audit records an admin action.
+func (ss *SettingsStore) audit(ctx context.Context, a AuditEntry) error {
+	_, err := ss.trail().insert(ctx, a)
+	return err
 }
 
 // List returns audit entries newest first, one page at a time.
 func (ss *SettingsStore) List(ctx context.Context, limit int, token string) ([]AuditEntry, string, error) {
-	page, err := ss.Store.Query(ctx, TableAudit, Query{PartitionKey: auditPartition, Top: limit, Continuation: token})
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]AuditEntry, 0, len(page.Entities))
-	for _, ent := range page.Entities {
-		var a AuditEntry
-		if json.Unmarshal([]byte(getChunked(ent, "json")), &a) == nil {
-			out = append(out, a)
-		}
-	}
-	return out, page.Continuation, nil
+	return ss.trail().list(ctx, limit, token)
 }
 
 // Settings returns the current settings and their ETag (SettingsStore.Get).

@@ -61,6 +61,6 @@ function renderUser(ctx) {
         ], fields, { empty: 'No mapped field has a value.' })),
       h('section', { class: 'card', 'aria-labelledby': 'groups-h' },
         h('h2', { id: 'groups-h' }, 'Groups'),
-        u.groups.length ? h('ul', {}, u.groups.map(g => h('li', {}, h('code', {}, g)))) : h('p', { class: 'muted' }, 'In no directory group.')));
+        u.groups.length ? h('ul', {}, u.groups.map(g => h('li', {}, g.displayName + ' ', h('span', { class: 'muted' }, '(' + g.kind + ') '), h('code', {}, g.id)))) : h('p', { class: 'muted' }, 'In no directory group.')));
   }).catch(e => replace(body, errorBox(e)));
 }
