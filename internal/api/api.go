@@ -47,6 +47,7 @@ type Service interface {
 	DeleteGroup(ctx context.Context, id, ifMatch, who string) error
 	GroupMembersPage(ctx context.Context, groupID, cursor string, top int) ([]string, string, error)
 	PreviewRule(ctx context.Context, rule string, limits dirsync.PreviewLimits) (dirsync.RulePreview, error)
+	ProvisionUser(ctx context.Context, key, who string) (dirsync.OnDemandResult, error)
 }
 
 var _ Service = (*dirsync.Engine)(nil)
@@ -200,9 +201,11 @@ func (h *Handler) routeTable() []*route {
 		{method: "POST", pattern: "/api/runs/{id}/deletions/reject", role: roleAdmin, serve: h.rejectDeletions},
 		{method: "GET", pattern: "/api/settings", role: roleSupport, serve: h.getSettings},
 		{method: "PUT", pattern: "/api/settings", role: roleAdmin, serve: h.putSettings},
+		{method: "POST", pattern: "/api/settings/preview", role: roleAdmin, serve: h.previewSettings},
 		{method: "GET", pattern: "/api/audit", role: roleSupport, serve: h.listAudit},
 		{method: "GET", pattern: "/api/users", role: roleSupport, serve: h.listUsers},
 		{method: "GET", pattern: "/api/users/{id}", role: roleSupport, serve: h.getUser},
+		{method: "POST", pattern: "/api/users/{id}/sync", role: roleAdmin, serve: h.provisionUser},
 		{method: "GET", pattern: "/api/groups", role: roleSupport, serve: h.listGroups},
 		{method: "POST", pattern: "/api/groups", role: roleAdmin, serve: h.createGroup},
 		{method: "POST", pattern: "/api/groups/validate-rule", role: roleSupport, serve: h.validateRule},

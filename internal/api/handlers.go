@@ -231,15 +231,81 @@ func (h *Handler) postSync(c *call) (*response, error) {
 			return nil, err
 		}
 	}
-	if req.Mode != "" && req.Mode != dirsync.ModeFull {
-		return nil, invalid(`Send {"mode":"full"} for a full sync, or no body to let the engine choose.`,
-			"sync request: mode %s is not \"full\"", quoteShort(req.Mode))
+	start := dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: req.Mode, RequestedBy: c.caller.Name}
+	switch req.Mode {
+	case "", dirsync.ModeFull:
+	case modePreview:
+		start.Trigger, start.Mode, start.Preview = dirsync.TriggerPreview, "", true
+	case modeFullPreview:
+		start.Trigger, start.Mode, start.Preview = dirsync.TriggerPreview, dirsync.ModeFull, true
+	default:
+		return nil, invalid(`Send {"mode":"full"} for a full sync, {"mode":"preview"} or {"mode":"full-preview"} to see what a sync would change, or no body to let the engine choose.`,
+			"sync request: mode %s is not one of full, preview, full-preview", quoteShort(req.Mode))
 	}
-	run, err := h.svc.StartRun(c.ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: req.Mode, RequestedBy: c.caller.Name})
+	run, err := h.svc.StartRun(c.ctx, start)
 	if err != nil {
 		return nil, h.conflict(c, err)
 	}
 	return accepted(run), nil
+}
+
+// Sync request modes besides "full": a preview computes every change a
+// sync would make, and makes none.
+const (
+	modePreview     = "preview"
+	modeFullPreview = "full-preview"
+)
+
+// previewSettings starts a full preview under a candidate settings
+// document: what would this change do? Nothing is saved.
+func (h *Handler) previewSettings(c *call) (*response, error) {
+	if err := c.checkQuery(); err != nil {
+		return nil, err
+	}
+	body, err := c.readBody()
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		return nil, invalid("Send the candidate settings document (GET /api/settings gives the current one to edit).", "settings preview: the body is empty")
+	}
+	var s dirsync.Settings
+	if err := decodeJSON(body, &s, "settings"); err != nil {
+		return nil, err
+	}
+	if err := requireFields(body, &s, "settings"); err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if err := h.checkGroupScope(c.ctx, s.GroupScope); err != nil {
+		return nil, err
+	}
+	run, err := h.svc.StartRun(c.ctx, dirsync.StartRequest{Trigger: dirsync.TriggerPreview, Mode: dirsync.ModeFull, Preview: true, Settings: &s, RequestedBy: c.caller.Name})
+	if err != nil {
+		return nil, h.conflict(c, err)
+	}
+	return accepted(run), nil
+}
+
+// provisionUser syncs one user now and answers with the steps.
+func (h *Handler) provisionUser(c *call) (*response, error) {
+	if err := c.checkQuery(); err != nil {
+		return nil, err
+	}
+	if body, err := c.readBody(); err != nil {
+		return nil, err
+	} else if body != nil {
+		if err := decodeJSON(body, &struct{}{}, "provision request"); err != nil {
+			return nil, err
+		}
+	}
+	res, err := h.svc.ProvisionUser(c.ctx, c.params["id"], c.caller.Name)
+	if err != nil {
+		return nil, err
+	}
+	return jsonResponse(http.StatusOK, res), nil
 }
 
 func (h *Handler) postReset(c *call) (*response, error) {

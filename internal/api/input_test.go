@@ -199,7 +199,7 @@ func TestBadInputs(t *testing.T) {
 		{"malformed JSON", "POST", "/api/sync", `{"mode":`, 400, "ends in the middle", ""},
 		{"unknown field", "POST", "/api/sync", `{"mode":"full","force":true}`, 400, `unknown field "force"`, ""},
 		{"wrong type", "POST", "/api/sync", `{"mode":1}`, 400, `field "mode" must be a string, not a number`, ""},
-		{"bad mode", "POST", "/api/sync", `{"mode":"partial"}`, 400, `mode "partial" is not "full"`, ""},
+		{"bad mode", "POST", "/api/sync", `{"mode":"partial"}`, 400, `mode "partial" is not one of full, preview, full-preview`, ""},
 		{"array body", "POST", "/api/sync", `[]`, 400, "must be an object", ""},
 		{"oversize body", "POST", "/api/sync", `{"mode":"` + strings.Repeat("f", 2<<20) + `"}`, 413, "larger than 1 MiB", ""},
 		{"body on cancel", "POST", "/api/runs/" + run.ID + "/cancel", `{"reason":"x"}`, 400, `unknown field "reason"`, ""},

@@ -30,13 +30,15 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 
 	// A run in which every user was skipped for a missing attribute points
 	// at the mapping, not at the users: fail it and say which field.
-	if totals.Seen > 0 && totals.Skipped == totals.Seen && run.Mode == ModeFull {
-		field, worst := "", int64(0)
-		for f, n := range totals.SkippedBy {
-			if n > worst || (n == worst && f < field) {
-				field, worst = f, n
-			}
-		}
+	warning, warningHint := "", ""
+	if totals.Seen > 0 && totals.Skipped == totals.Seen && run.Mode == ModeFull && run.Preview {
+		// A preview says it, and ends previewed: that is its answer.
+		field := worstSkip(totals)
+		warning = fmt.Sprintf("Every user (%d) would be skipped: none has the required field %s.", totals.Seen, describeFields(s, []string{field}))
+		warningHint = fmt.Sprintf("Fix the mapping of %q (or remove it from required) before saving these settings.", field)
+	}
+	if totals.Seen > 0 && totals.Skipped == totals.Seen && run.Mode == ModeFull && !run.Preview {
+		field := worstSkip(totals)
 		if _, err := e.advance(ctx, w, func(r *Run) error { r.Counters = totals; return nil }); err != nil {
 			return err
 		}
@@ -54,7 +56,7 @@ func (e *Engine) doFinish(ctx context.Context, run Run, s Settings, w WorkItem) 
 		if r.Preview {
 			r.Status = RunPreviewed
 		}
-		r.Error, r.Hint, r.ErrorCode = "", "", "" // a blocked run's message no longer applies
+		r.Error, r.Hint, r.ErrorCode = warning, warningHint, "" // a blocked run's message no longer applies
 		return nil
 	})
 	if err != nil {
@@ -139,4 +141,15 @@ func (e *Engine) pageTotals(ctx context.Context, run Run) (Counters, error) {
 	var c Counters
 	err := e.scanPrefix(ctx, TablePages, run.ID, epochPrefix(run.Restarts), func(ent Entity) { c.add(countersFrom(ent)) })
 	return c, err
+}
+
+// worstSkip is the required field most users were skipped for.
+func worstSkip(totals Counters) string {
+	field, worst := "", int64(0)
+	for f, n := range totals.SkippedBy {
+		if n > worst || (n == worst && f < field) {
+			field, worst = f, n
+		}
+	}
+	return field
 }

@@ -36,7 +36,11 @@ type Status struct {
 	Schedule  Schedule   `json:"schedule"`
 	NextRun   *time.Time `json:"nextRun,omitempty"`
 	ActiveRun *Run       `json:"activeRun,omitempty"`
-	LastRun   *Run       `json:"lastRun,omitempty"`
+	// LastRun is the last finished sync (previews and on-demand runs
+	// aside); LastPreview the last finished preview, shown beside the
+	// button that applies the change it previewed.
+	LastRun     *Run `json:"lastRun,omitempty"`
+	LastPreview *Run `json:"lastPreview,omitempty"`
 	// DeltaTokenIssuedAt is when the saved delta token was taken; Graph
 	// keeps them 7 days, after which the next run is a full one.
 	DeltaTokenIssuedAt *time.Time `json:"deltaTokenIssuedAt,omitempty"`
@@ -60,14 +64,21 @@ func (e *Engine) Status(ctx context.Context) (Status, error) {
 	if st.ActiveRun, err = e.ActiveRun(ctx); err != nil {
 		return st, err
 	}
-	runs, _, err := e.ListRuns(ctx, "", 10, "")
+	runs, _, err := e.ListRuns(ctx, "", 50, "")
 	if err != nil {
 		return st, err
 	}
 	for i := range runs {
-		if runs[i].Finished() {
-			st.LastRun = &runs[i]
-			break
+		r := &runs[i]
+		switch {
+		case !r.Finished():
+		case r.Preview:
+			if st.LastPreview == nil {
+				st.LastPreview = r
+			}
+		case r.Trigger == TriggerOnDemand:
+		case st.LastRun == nil:
+			st.LastRun = r
 		}
 	}
 	delta, err := e.deltaState(ctx)
