@@ -43,10 +43,10 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
 		owner = userID
 		if !exists {
-			ent.Props = claimProps(userID, email, run.Seq)
+			ent.Props = claimProps(userID, email, run.claimSeq())
 			return nil
 		}
-		cur, sameRun := ent.Str("owner"), ent.Int("runSeq") == run.Seq
+		cur, sameRun := ent.Str("owner"), ent.Int("runSeq") == run.claimSeq()
 		switch {
 		case cur == userID && sameRun:
 			return errSkipWrite
@@ -67,7 +67,7 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 				return errSkipWrite
 			}
 		}
-		ent.Props = claimProps(userID, email, run.Seq)
+		ent.Props = claimProps(userID, email, run.claimSeq())
 		return nil
 	})
 	if err != nil {
@@ -138,7 +138,7 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 			e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
 			continue
 		}
-		claim.Props = claimProps(wid, email, run.Seq)
+		claim.Props = claimProps(wid, email, run.claimSeq())
 		if _, err := e.Store.Replace(ctx, TableEmails, claim); err != nil {
 			if IsCode(err, EPRECONDITION) {
 				return nil // someone else changed the claim: they handle it

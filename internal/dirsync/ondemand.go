@@ -137,7 +137,10 @@ func (e *Engine) startOnDemand(ctx context.Context, s Settings, who string) (Run
 	stamp := onDemandAfter + now.UnixMilli()
 	if active, err := e.ActiveRun(ctx); err != nil {
 		return Run{}, err
-	} else if active != nil && active.Seq == latest {
+	} else if active != nil {
+		// A run holds the lock: its pages must win (a run that has only
+		// just started has no row yet, and no known number: it is the
+		// latest one).
 		stamp = onDemandBefore + now.UnixMilli()
 	}
 	groups, err := e.dynamicGroups(ctx)
@@ -326,4 +329,16 @@ func (e *Engine) endOnDemand(ctx context.Context, run Run, res OnDemandResult, c
 	e.flushLog(ctx, done, lb)
 	res.Run = done
 	return res, nil
+}
+
+// claimSeq is the run number an email claim records. A claim made earlier
+// in the same run is honoured even before its owner's row is written
+// (emails.go); an on-demand run shares the sequence number of the latest
+// run for its stamps, so its claims carry the number negated: no run takes
+// them for its own.
+func (r Run) claimSeq() int64 {
+	if r.Trigger == TriggerOnDemand {
+		return -r.Seq
+	}
+	return r.Seq
 }

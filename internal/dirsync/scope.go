@@ -123,6 +123,9 @@ func firstScopeItem(runID string, mode string, st scopeState) WorkItem {
 
 // doScope applies one page of the groups delta round.
 func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) error {
+	if !currentScopeRound(run, w) {
+		return nil
+	}
 	req := GroupDeltaRequest{Link: w.Link}
 	if w.Link == "" {
 		req.GroupIDs = scopeTracked(s, run)
@@ -159,7 +162,7 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		}
 	}
 	if changed && !run.ScopeChanged {
-		if run, err = e.advance(ctx, w, func(r *Run) error { r.ScopeChanged = true; return nil }); err != nil {
+		if run, err = e.advanceScope(ctx, w, func(r *Run) error { r.ScopeChanged = true; return nil }); err != nil {
 			return err
 		}
 	}
@@ -169,7 +172,7 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		return e.send(ctx, next, zeroTime)
 	}
 	rebuild := false
-	run, err = e.advance(ctx, w, func(r *Run) error {
+	run, err = e.advanceScope(ctx, w, func(r *Run) error {
 		r.ScopeLink = page.DeltaLink
 		rebuild = r.ScopeChanged || r.Mode != ModeDelta
 		if rebuild {
@@ -213,7 +216,7 @@ func scopeTracked(s Settings, run Run) []string {
 }
 
 func (e *Engine) restartScopeRound(ctx context.Context, run Run, w WorkItem, why string) error {
-	run, err := e.advance(ctx, w, func(r *Run) error {
+	run, err := e.advanceScope(ctx, w, func(r *Run) error {
 		r.ScopeRound++
 		r.ScopeChanged, r.ScopeGrew = true, false
 		return nil
@@ -287,6 +290,9 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	if int(w.Seq) >= len(s.GroupScope) {
 		return errPermanent{Errorf(EINVALID, "scope item for group %d of %d", w.Seq, len(s.GroupScope))}
 	}
+	if !currentScopeRound(run, w) {
+		return nil
+	}
 	groupID := s.GroupScope[w.Seq]
 	page, err := e.Source.GroupTransitiveMembers(ctx, groupID, w.Link)
 	switch ErrorCode(err) {
@@ -309,7 +315,7 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		}
 	}
 	if len(found) > 0 {
-		if run, err = e.advance(ctx, w, func(r *Run) error {
+		if run, err = e.advanceScope(ctx, w, func(r *Run) error {
 			r.ScopeGrew = true
 			for _, g := range found {
 				if !slices.Contains(r.ScopeTracked, g) {
@@ -338,7 +344,7 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	if run.ScopeGrew && run.ScopeRound+1 < maxScopeRounds {
 		return e.restartScopeRound(ctx, run, w, "nested groups were found that the groups delta round did not follow")
 	}
-	run, err = e.advance(ctx, w, func(r *Run) error {
+	run, err = e.advanceScope(ctx, w, func(r *Run) error {
 		r.Mode, r.FullFrom = ModeFull, r.Restarts
 		return nil
 	})
@@ -353,6 +359,31 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		return err
 	}
 	return e.send(ctx, first, zeroTime)
+}
+
+// currentScopeRound reports whether a scope item belongs to the run's
+// current groups round (its Cursor: "" for the first). An item of an
+// earlier round is superseded, like an item of an earlier epoch: were it
+// to finish its chain, the users would be read against scope rows the
+// current round has not written yet.
+// advanceScope is advance for scope items: the change applies only while
+// the item's round is the run's (the check is inside the conditional
+// write, so a round restarted meanwhile wins).
+func (e *Engine) advanceScope(ctx context.Context, w WorkItem, change func(*Run) error) (Run, error) {
+	return e.advance(ctx, w, func(r *Run) error {
+		if !currentScopeRound(*r, w) {
+			return errSuperseded
+		}
+		return change(r)
+	})
+}
+
+func currentScopeRound(run Run, w WorkItem) bool {
+	round := "0"
+	if w.Cursor != "" {
+		round = w.Cursor
+	}
+	return round == fmt.Sprint(run.ScopeRound)
 }
 
 // firstUserPage is the first users page after the scope steps: from the
