@@ -173,6 +173,16 @@ try {
     // the fact through the API's 409 shape the page relies on.
   });
 
+  await step('a preview shows what a sync would do, beside the button, and changes nothing', page, async () => {
+    await goto(page, '#/');
+    await page.getByLabel('Kind of sync').selectOption('');
+    await page.getByRole('button', { name: 'Preview' }).click();
+    const card = page.locator('#last-preview');
+    await card.filter({ hasText: 'previewed' }).waitFor({ timeout: 120000 });
+    assert((await card.textContent()).includes('nothing was changed'), 'the preview card says nothing was changed');
+    assert((await page.locator('#last-run').textContent()).includes(fullRun), 'the last run is still the sync, not the preview');
+  });
+
   await step('disable with the switch; the action to enable resolves it', page, async () => {
     await page.locator('#enabled-switch').click();
     const action = page.locator('li[data-code="sync_disabled"]');
@@ -242,6 +252,18 @@ try {
     await page.locator('#mapping tbody tr').last().getByRole('button', { name: /Remove/ }).click();
     await page.locator('#save-settings').click();
     await page.getByText('Saved.').waitFor();
+  });
+
+  await step('preview a settings change next to its save button: nothing is saved', page, async () => {
+    await goto(page, '#/settings');
+    await page.getByLabel(/Scoping rule/).fill('user.department -eq "Nowhere"');
+    await page.getByRole('button', { name: 'Preview this change' }).click();
+    const out = page.locator('#settings-preview');
+    await out.filter({ hasText: 'Nothing was saved' }).waitFor({ timeout: 120000 });
+    assert(/out of scope/.test(await out.textContent()), 'the preview counts the users the rule leaves out: ' + await out.textContent());
+    await goto(page, '#/');
+    await goto(page, '#/settings');
+    assert(await page.getByLabel(/Scoping rule/).inputValue() === '', 'the previewed rule was not saved');
   });
 
   await step('the schedule editor previews the next runs in its time zone', page, async () => {

@@ -73,6 +73,13 @@ export function render(ctx) {
     state.watching = res.run.id;
   });
 
+  // A preview reads Entra as that sync would and changes nothing; its
+  // outcome shows beside the button that applies it (lastPreviewCard).
+  const previewSync = (full) => act('Preview started: it changes nothing', async () => {
+    const res = await post('/sync', { mode: full ? 'full-preview' : 'preview' });
+    state.watching = res.run.id;
+  });
+
   async function setEnabled(on) {
     await act(on ? 'Sync enabled' : 'Sync disabled', async () => {
       // Read-modify-write with the ETag; a concurrent save of someone else
@@ -111,6 +118,7 @@ export function render(ctx) {
       syncCard(st, active),
       active ? activeCard(st, active) : lastRunCard(st)));
     if (active) parts.push(lastRunCard(st));
+    if (st.lastPreview) parts.push(lastPreviewCard(st.lastPreview));
     parts.push(actionsCard(st));
     parts.push(resetCard(st));
     replace(view, ...parts);
@@ -139,7 +147,9 @@ export function render(ctx) {
         ? h('div', { class: 'row' },
           h('label', { for: 'sync-mode', class: 'sr-only' }, 'Kind of sync'), modeSel,
           h('button', { type: 'button', class: 'primary', id: 'sync-now', 'data-focus': 'syncnow', disabled: !!active,
-            'aria-describedby': active ? 'sync-refused' : null, onclick: () => syncNow(state.mode === 'full') }, 'Sync now'))
+            'aria-describedby': active ? 'sync-refused' : null, onclick: () => syncNow(state.mode === 'full') }, 'Sync now'),
+          h('button', { type: 'button', id: 'preview-sync', 'data-focus': 'preview', disabled: !!active,
+            title: 'Compute what this sync would change, without changing anything', onclick: () => previewSync(state.mode === 'full') }, 'Preview'))
         : readOnlyNote('Sync now'),
       active ? h('p', { id: 'sync-refused', class: 'note' }, `Sync now is not possible while run `, h('a', { href: '#/runs/' + active.id }, active.id),
         running ? ' is going.' : ' waits for a decision on its deletions.') : null);
@@ -177,6 +187,16 @@ export function render(ctx) {
     return h('section', { class: 'card', 'aria-labelledby': 'last-h', id: 'last-run' },
       h('h2', { id: 'last-h' }, 'Last run'),
       h('p', {}, h('a', { href: '#/runs/' + r.id }, r.id), ' ', badge(r.status), ` ${r.mode} sync, finished `, timeEl(r.finishedAt), ` after ${fmtDuration(runSeconds(r))}`),
+      r.error ? h('p', { class: 'error-text' }, r.error) : null,
+      r.hint ? h('p', {}, r.hint) : null,
+      counters(r.counters));
+  }
+
+  function lastPreviewCard(r) {
+    return h('section', { class: 'card', 'aria-labelledby': 'preview-h', id: 'last-preview' },
+      h('h2', { id: 'preview-h' }, 'Last preview'),
+      h('p', {}, h('a', { href: '#/runs/' + r.id }, r.id), ' ', badge(r.status), ` ${r.mode} preview, finished `, timeEl(r.finishedAt),
+        ': nothing was changed; a sync would do this:'),
       r.error ? h('p', { class: 'error-text' }, r.error) : null,
       r.hint ? h('p', {}, r.hint) : null,
       counters(r.counters));
@@ -249,8 +269,14 @@ export function render(ctx) {
 
 export function counters(c) {
   const names = ['seen', 'added', 'updated', 'unchanged', 'deleted', 'duplicate', 'skipped', 'failed'];
-  return h('dl', { class: 'counters' }, names.map(n => h('div', { class: 'counter counter-' + n },
-    h('dt', {}, n), h('dd', { 'data-counter': n }, num(c ? c[n] : 0)))));
+  // Scope and group counters show when a run had any.
+  for (const [n, label] of [['outOfScope', 'out of scope'], ['membersAdded', 'joined groups'], ['membersRemoved', 'left groups']]) {
+    if (c && c[n]) names.push([n, label]);
+  }
+  return h('dl', { class: 'counters' }, names.map(n => {
+    const [key, label] = Array.isArray(n) ? n : [n, n];
+    return h('div', { class: 'counter counter-' + key }, h('dt', {}, label), h('dd', { 'data-counter': key }, num(c ? c[key] : 0)));
+  }));
 }
 
 export { APIError };

@@ -138,6 +138,9 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
   const thPct = h('input', { type: 'number', id: 'set-th-percent', min: 0, max: 100, step: 0.1, value: th.maxPercent ?? 0, 'data-path': 'deletionThreshold.maxPercent' });
   const scope = h('textarea', { id: 'set-scope', rows: 3, cols: 40, 'data-path': 'groupScope', spellcheck: 'false' }, (s.groupScope || []).join('\n'));
   const pageSize = h('input', { type: 'number', id: 'set-pagesize', min: 1, max: 999, value: s.pageSize, 'data-path': 'pageSize' });
+  const userScope = h('textarea', { id: 'set-userscope', rows: 3, cols: 40, 'data-path': 'userScope', spellcheck: 'false' }, (s.userScope || []).join('\n'));
+  const scopeRule = h('textarea', { id: 'set-scoperule', rows: 2, cols: 60, 'data-path': 'scopeRule', spellcheck: 'false' }, s.scopeRule || '');
+  const mirror = h('input', { type: 'checkbox', id: 'set-mirror', checked: !!s.mirrorGroups, 'data-path': 'mirrorGroups' });
 
   function doc() {
     return {
@@ -154,6 +157,9 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       emailField: emailSel.value,
       deletionThreshold: { enabled: thOn.checked, maxCount: Number(thCount.value || 0), maxPercent: Number(thPct.value || 0) },
       groupScope: scope.value.split(/[\s,]+/).map(x => x.trim()).filter(Boolean),
+      userScope: userScope.value.split(/[\s,]+/).map(x => x.trim()).filter(Boolean),
+      scopeRule: scopeRule.value.trim(),
+      mirrorGroups: mirror.checked,
       pageSize: Number(pageSize.value || 0),
     };
   }
@@ -191,6 +197,37 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
   }
 
   const saveBtn = h('button', { type: 'submit', class: 'primary', id: 'save-settings' }, 'Save settings');
+  // Preview: a full run under these settings that changes nothing; its
+  // outcome shows here, next to the button that saves the change.
+  const previewOut = h('div', { id: 'settings-preview', 'aria-live': 'polite' });
+  const previewBtn = h('button', { type: 'button', id: 'preview-settings', onclick: async () => {
+    clearErrors();
+    previewBtn.disabled = true;
+    replace(previewOut, h('p', { class: 'banner banner-info', role: 'status' }, 'Previewing: every user is read under these settings; nothing is changed…'));
+    try {
+      const res = await request('POST', '/settings/preview', { body: doc() });
+      let run = res.body.run;
+      while (run.status === 'running') {
+        await new Promise(r => setTimeout(r, 1000));
+        run = (await request('GET', '/runs/' + run.id)).body.run;
+      }
+      const c = run.counters || {};
+      const parts = [`${c.seen || 0} users read`, `${c.added || 0} would be added`, `${c.updated || 0} updated`,
+        `${c.skipped || 0} skipped`, `${c.deleted || 0} deleted`, `${c.duplicate || 0} duplicates`];
+      if (c.outOfScope) parts.push(`${c.outOfScope} out of scope`);
+      replace(previewOut, h('p', { class: 'banner banner-' + (run.status === 'previewed' ? 'ok' : 'error'), role: 'status' },
+        run.status === 'previewed' ? 'This change would: ' + parts.join(', ') + '. Nothing was saved. ' : `The preview ${run.status}: ${run.error || ''} `,
+        h('a', { href: '#/runs/' + run.id }, 'Open the preview run'), run.hint ? ' ' + run.hint : ''));
+    } catch (e) {
+      if (e.status === 400) {
+        const { path, message } = errorPath(e.message);
+        if (path) showFieldError(path, message, doc());
+      }
+      replace(previewOut, errorBox(e));
+    } finally {
+      previewBtn.disabled = false;
+    }
+  } }, 'Preview this change');
   const form = h('form', { class: 'settings', novalidate: true, onsubmit: async (ev) => {
     ev.preventDefault();
     clearErrors();
@@ -246,9 +283,14 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       h('div', { class: 'row' }, field('At most this many users', thCount, { inline: true }), field('At most this percent of the directory', thPct, { inline: true }))),
     h('section', { class: 'card', 'aria-labelledby': 'sec-scope' },
       h('h2', { id: 'sec-scope' }, 'Scope'),
-      field('Only members of these Entra groups (object ids, one per line; empty: every user)', scope))),
-  isAdmin ? h('div', { class: 'row sticky' }, saveBtn, h('span', { class: 'muted' }, 'Saves the whole document; if someone else saved meanwhile, nothing is overwritten.'))
-    : readOnlyNote('Changing settings'));
+      h('p', {}, 'A user is synced when it is in one of the groups (nested groups count) or listed as a selected user, and matches the scoping rule. Nothing selected: every user. Users leaving the scope are removed through the deletion threshold.'),
+      field('Only members of these Entra groups (object ids, one per line; empty: every user)', scope),
+      field('Selected users (object ids or userPrincipalNames, one per line)', userScope),
+      field('Scoping rule (Entra dynamic membership syntax, e.g. user.userType -eq "Member")', scopeRule),
+      h('div', { class: 'switch-row' }, mirror, h('label', { for: 'set-mirror' }, 'Mirror the selected groups as directory groups')))),
+  isAdmin ? h('div', { class: 'row sticky' }, saveBtn, previewBtn, h('span', { class: 'muted' }, 'Saves the whole document; if someone else saved meanwhile, nothing is overwritten. Preview shows what the change would do, and saves nothing.'))
+    : readOnlyNote('Changing settings'),
+  previewOut);
 
   replace(body, top, form);
   drawMapping();
