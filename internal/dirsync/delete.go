@@ -95,7 +95,7 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	if err := e.removeMemberships(ctx, id); err != nil {
 		return false, err
 	}
-	if err := e.Store.Delete(ctx, TableUsers, Bucket(id), id, ent.ETag); err != nil {
+	if err := e.deleteUserRow(ctx, u); err != nil {
 		if IsCode(err, EPRECONDITION) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a user changed while it was being deleted; the chunk is applied again", Err: err}
 		}

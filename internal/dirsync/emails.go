@@ -147,7 +147,7 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 		}
 		u := userFromEntity(ent)
 		u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
-		if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
+		if err := e.replaceUser(ctx, u, StatusDuplicate); err != nil {
 			return fmt.Errorf("promote duplicate %s: %w", wid, err)
 		}
 		e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
@@ -198,7 +198,7 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 		uncount(c, actDuplicate, cur)
 		countAction(c, promoted.Action, promoted)
 	}
-	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
+	if err := e.replaceUser(ctx, promoted, cur.Status); err != nil {
 		return fmt.Errorf("promote %s: %w", u.ID, err)
 	}
 	e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, u.ID), "")
@@ -222,8 +222,8 @@ func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, 
 		return nil
 	}
 	u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
-	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(u)); err != nil {
-		if IsCode(err, EPRECONDITION) {
+	if err := e.replaceUser(ctx, u, StatusDuplicate); err != nil {
+		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
 			return &Error{Code: EUNAVAILABLE, Message: "a waiting duplicate changed while it was promoted; retrying", Err: err}
 		}
 		return fmt.Errorf("promote duplicate %s: %w", owner, err)
@@ -250,7 +250,7 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 	}
 	promoted := u
 	promoted.Status, promoted.Reason, promoted.DuplicateOf, promoted.ChangedAt = StatusActive, "", "", e.now()
-	if _, err := e.Store.Replace(ctx, TableUsers, userToEntity(promoted)); err != nil {
+	if err := e.replaceUser(ctx, promoted, u.Status); err != nil {
 		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a duplicate changed while it was promoted; counting again", Err: err}
 		}
