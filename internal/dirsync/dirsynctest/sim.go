@@ -569,6 +569,11 @@ func (s *Sim) Run() SimReport {
 	for i := 0; i < s.cfg.Steps; i++ {
 		s.step()
 		s.report.Steps++
+		// Counts rows move in the same batch as the rows they count, so
+		// they hold between any two store calls, not only when settled.
+		if i%10 == 9 {
+			s.checkCounts("during the scenario")
+		}
 	}
 	// Quiesce: no more faults; everything in flight runs to its end.
 	s.quiet = true
