@@ -91,9 +91,17 @@ func countsOp(cur bucketCounts, pk string, ops []BatchOp, was map[string]string)
 	return BatchOp{Kind: BatchReplace, Entity: countsEntity(pk, n, cur.ETag)}
 }
 
+// countsAttempts bounds how often usersBatch writes again after another
+// writer moved the counts row: pages are applied several at a time, and
+// each writes to every partition.
+const countsAttempts = 8
+
 // usersBatch writes ops, rows of one users partition (at most MaxBatch-1),
-// and the counts row in one batch. An EPRECONDITION, ENOTFOUND or ECONFLICT
-// may come from the counts row as well as from a user row: either way
+// and the counts row in one batch. The counts row is every writer's: when
+// the batch fails and the counts row has moved since it was read, the
+// batch is built again on the new counts (the user ops stay conditional on
+// the rows as the caller read them, so the delta stays exact). An
+// EPRECONDITION, ENOTFOUND or ECONFLICT that remains comes from a user row:
 // another writer got in first, and the caller retries from a new read.
 func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]string) error {
 	if len(ops) == 0 {
@@ -104,8 +112,18 @@ func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]s
 	if err != nil {
 		return err
 	}
-	all := append(ops[:len(ops):len(ops)], countsOp(cur, pk, ops, was))
-	return e.Store.Batch(ctx, TableUsers, all)
+	for attempt := 1; ; attempt++ {
+		all := append(ops[:len(ops):len(ops)], countsOp(cur, pk, ops, was))
+		err := e.Store.Batch(ctx, TableUsers, all)
+		if err == nil || attempt == countsAttempts || !(IsCode(err, EPRECONDITION) || IsCode(err, ECONFLICT) || IsCode(err, ENOTFOUND)) {
+			return err
+		}
+		now, rerr := e.readCounts(ctx, pk)
+		if rerr != nil || (now.Found == cur.Found && now.ETag == cur.ETag) {
+			return err // the counts row did not move: a user row did
+		}
+		cur = now
+	}
 }
 
 // replaceUser writes u over the row it was read as (u.ETag), whose status
