@@ -67,7 +67,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	if err != nil {
 		return err
 	}
-	e.preclaimEmails(ctx, run, settings, ids, latest, existing)
+	ctx = e.preclaimEmails(ctx, run, settings, ids, latest, existing)
 
 	var writes, rechecks []userWrite
 	for _, id := range ids {

@@ -32,6 +32,9 @@ func waiterRow(email, userID string) Entity {
 // owner's row is not written yet (pages write users in one batch at their
 // end, after claiming).
 func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) (string, error) {
+	if made, _ := ctx.Value(preclaimedKey{}).(map[string]string); made[email] == userID && userID != "" {
+		return userID, nil // claimed by this page attempt a moment ago (preclaimEmails)
+	}
 	return e.claim(ctx, run, email, userID, true)
 }
 
@@ -273,7 +276,9 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 // that meets any existing claim fails as a whole and its users are left to
 // applyUser, which handles taken and stale claims one by one. Errors are
 // not returned for the same reason: applyUser claims what this did not.
-func (e *Engine) preclaimEmails(ctx context.Context, run Run, s Settings, ids []string, users map[string]SourceUser, existing map[string]User) {
+// The returned context carries the claims made, so that claimEmail does
+// not read them again.
+func (e *Engine) preclaimEmails(ctx context.Context, run Run, s Settings, ids []string, users map[string]SourceUser, existing map[string]User) context.Context {
 	emailField := s.emailField()
 	seen := map[string]int{}
 	claims := map[string]string{} // email -> new user
@@ -315,12 +320,26 @@ func (e *Engine) preclaimEmails(ctx context.Context, run Run, s Settings, ids []
 		}
 	}
 	sort.Strings(pks)
+	made := map[string]string{}
 	for _, pk := range pks {
 		ops := byPK[pk]
 		for len(ops) > 0 {
 			n := min(len(ops), MaxBatch)
-			e.Store.Batch(ctx, TableEmails, ops[:n]) // see above: a failure is applyUser's to handle
+			// See above: a failure is applyUser's to handle.
+			if e.Store.Batch(ctx, TableEmails, ops[:n]) == nil {
+				for _, op := range ops[:n] {
+					made[op.Entity.Str("email")] = op.Entity.Str("owner")
+				}
+			}
 			ops = ops[n:]
 		}
 	}
+	if len(made) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, preclaimedKey{}, made)
 }
+
+// preclaimedKey carries preclaimEmails' claims (email: owner) in a page's
+// context.
+type preclaimedKey struct{}
