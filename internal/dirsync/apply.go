@@ -103,6 +103,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 			}
 		}
 	}
+	ctx = e.preclaimEmails(ctx, run, settings, pc.preclaimable(run, settings, ids, latest, existing), latest, existing)
 
 	var writes, rechecks []userWrite
 	for _, id := range ids {
@@ -199,7 +200,7 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 		}
 	}
 	e.flushLog(ctx, run, lb)
-	if err := e.writeUsers(ctx, writes, &c, lb); err != nil {
+	if err := e.writeUsers(ctx, writes, existing, &c, lb); err != nil {
 		return fmt.Errorf("apply page %d: %w", seq, err)
 	}
 	for _, wr := range writes {
@@ -518,6 +519,28 @@ func (pc *pageContext) outOfScope(run Run, s Settings, su SourceUser, old User, 
 	return why
 }
 
+// preclaimable are the users of a page whose emails may be claimed ahead,
+// in batches (preclaimEmails): not users the scope leaves out, whose claims
+// would make in-scope users of the same run duplicates, and in a scoped
+// delta run not users new to the directory (read whole before their scope
+// is known, see applyPage).
+func (pc *pageContext) preclaimable(run Run, s Settings, ids []string, users map[string]SourceUser, existing map[string]User) []string {
+	if !pc.rg.scopes() {
+		return ids
+	}
+	var out []string
+	for _, id := range ids {
+		old, had := existing[id]
+		if !had && run.Mode == ModeDelta {
+			continue
+		}
+		if pc.outOfScope(run, s, users[id], old, had) == "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // countMembers counts the membership changes a written row made.
 func countMembers(c *Counters, u User) {
 	joined, left := memberChanges(u)
@@ -584,15 +607,21 @@ func (e *Engine) readUsers(ctx context.Context, ids []string) (map[string]User, 
 // writeUsers writes a page's rows in batches. A row the store refuses as
 // invalid (a value it cannot hold) never fails the page, nor every later
 // run: that user is stored as skipped with the store's reason instead, or,
-// if even that is refused, counted as failed and logged.
-func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters, lb *logBuffer) error {
+// if even that is refused, counted as failed and logged. existing holds the
+// rows as read, which the writes replace: the buckets' counts move by the
+// difference (counts.go).
+func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, existing map[string]User, c *Counters, lb *logBuffer) error {
 	ops := make([]BatchOp, len(writes))
 	byKey := map[string]*userWrite{}
+	was := map[string]string{}
 	for i := range writes {
 		ops[i] = writes[i].op
 		byKey[writes[i].u.ID] = &writes[i]
+		if old, ok := existing[writes[i].u.ID]; ok && writes[i].op.Kind != BatchInsert {
+			was[writes[i].u.ID] = old.Status
+		}
 	}
-	return e.batchWrite(ctx, TableUsers, ops, func(op BatchOp, err error) error {
+	return e.batchWriteUsers(ctx, ops, was, func(op BatchOp, err error) error {
 		wr := byKey[op.Entity.RowKey]
 		count := c
 		if wr.outOfScope {
@@ -603,9 +632,9 @@ func (e *Engine) writeUsers(ctx context.Context, writes []userWrite, c *Counters
 			Reason: "the directory cannot store this user's attributes: " + truncate(ErrorMessage(err), 300),
 			RunSeq: wr.u.RunSeq, PageSeq: wr.u.PageSeq, CreatedAt: wr.u.CreatedAt, ChangedAt: wr.u.ChangedAt, ETag: wr.u.ETag, Fields: map[string]string{}}
 		prepareMembers(wr.prev, &skipped, wr.u.RunSeq, wr.u.PageSeq)
-		serr := e.Store.Batch(ctx, TableUsers, []BatchOp{{Kind: op.Kind, Entity: userToEntity(skipped)}})
+		serr := e.usersBatch(ctx, []BatchOp{{Kind: op.Kind, Entity: userToEntity(skipped)}}, was)
 		if serr != nil && !IsCode(serr, EINVALID) {
-			return serr
+			return conflictRetry(serr)
 		}
 		ev := LogEvent{UserID: wr.u.ID, Level: LevelError, Reason: skipped.Reason}
 		if serr != nil {
@@ -644,6 +673,33 @@ func entityBytes(e Entity) int {
 // refused operation goes to invalid (nil to go on; without it, the error
 // stands).
 func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp, invalid func(BatchOp, error) error) error {
+	return e.batchWriteWith(ctx, table, ops, nil, invalid)
+}
+
+// batchWriteUsers is batchWrite for user rows: each batch also writes its
+// partition's counts row (one op of the batch), moved from the statuses in
+// was (row key: status of the row as read) to those written.
+func (e *Engine) batchWriteUsers(ctx context.Context, ops []BatchOp, was map[string]string, invalid func(BatchOp, error) error) error {
+	if was == nil {
+		was = map[string]string{}
+	}
+	return e.batchWriteWith(ctx, TableUsers, ops, was, invalid)
+}
+
+// conflictRetry words a conflict of a batch as a retry of the item.
+func conflictRetry(err error) error {
+	if IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION) {
+		return &Error{Code: EUNAVAILABLE, Message: "another worker changed the same rows at the same time; the item will be applied again", Err: err}
+	}
+	return err
+}
+
+func (e *Engine) batchWriteWith(ctx context.Context, table string, ops []BatchOp, was map[string]string, invalid func(BatchOp, error) error) error {
+	maxOps, batch := MaxBatch, func(group []BatchOp) error { return e.Store.Batch(ctx, table, group) }
+	if was != nil {
+		// One op of every batch is the partition's counts row.
+		maxOps, batch = MaxBatch-1, func(group []BatchOp) error { return e.usersBatch(ctx, group, was) }
+	}
 	byPK := map[string][]BatchOp{}
 	for _, op := range ops {
 		byPK[op.Entity.PartitionKey] = append(byPK[op.Entity.PartitionKey], op)
@@ -654,20 +710,20 @@ func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp, in
 	}
 	sort.Strings(pks)
 	write := func(group []BatchOp) error {
-		err := e.Store.Batch(ctx, table, group)
+		err := batch(group)
 		switch {
 		case err == nil:
 			return nil
-		case IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION):
+		case IsCode(err, ECONFLICT) || IsCode(err, EPRECONDITION) || (was != nil && IsCode(err, ENOTFOUND)):
 			return &Error{Code: EUNAVAILABLE, Message: "another worker changed the same rows at the same time; the item will be applied again", Err: err}
 		case IsCode(err, EINVALID) && invalid != nil && len(group) > 1:
 			for _, op := range group {
-				if err := e.Store.Batch(ctx, table, []BatchOp{op}); IsCode(err, EINVALID) {
+				if err := batch([]BatchOp{op}); IsCode(err, EINVALID) {
 					if err := invalid(op, err); err != nil {
 						return err
 					}
 				} else if err != nil {
-					return err
+					return conflictRetry(err)
 				}
 			}
 			return nil
@@ -680,7 +736,7 @@ func (e *Engine) batchWrite(ctx context.Context, table string, ops []BatchOp, in
 		group := byPK[pk]
 		for len(group) > 0 {
 			n, size := 0, 0
-			for n < len(group) && n < MaxBatch {
+			for n < len(group) && n < maxOps {
 				size += entityBytes(group[n].Entity)
 				if n > 0 && size > maxBatchBytes {
 					break

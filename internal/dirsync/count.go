@@ -2,61 +2,199 @@ package dirsync
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 )
 
-// doCount counts one chunk of a bucket by status once every change of the
-// run is applied, and records the chunk's counts once (insert-if-absent), so
-// a redelivered chunk is not counted twice. On the way it promotes any
-// duplicate whose email no active user holds (repairDuplicate): every run
-// then ends with its duplicates resolved, delta runs included. The last chunk moves the run to
-// finishing, after which it can no longer be cancelled.
+// A count item's Cursor says which of its two passes it is in:
+//
+//	"" or "w:<continuation>"  repair: the waiter rows of one emails bucket
+//	"c:"                      count: read one users bucket's counts row
+//	"s:<rebuildState JSON>"   count: rebuild a counts row by a scan
+//
+// The repair pass runs over all 16 buckets before the count pass starts,
+// because promoting a duplicate changes the counts of the user's bucket,
+// which is not the bucket of its email.
+const (
+	cursorRepair  = "w:"
+	cursorCount   = "c:"
+	cursorRebuild = "s:"
+)
+
+// rebuildState is a counts row rebuild in progress: the ETag of the row
+// when the scan started, the statuses counted so far and where the scan
+// goes on. Every user row write changes the counts row (counts.go), so if
+// the ETag is still the same when the scan ends, the scan saw one state of
+// the bucket and its counts are exact.
+type rebuildState struct {
+	ETag     string           `json:"e"`
+	ByStatus map[string]int64 `json:"n,omitempty"`
+	Cont     string           `json:"c,omitempty"`
+}
+
+// doCount, once every change of the run is applied, first promotes any
+// waiting duplicate whose email no active user holds (repairDuplicate):
+// every run then ends with its duplicates resolved, delta runs included.
+// Then it reads each bucket's counts row and records it once for the run
+// (insert-if-absent), so a redelivered item is not counted twice. Both
+// passes cost O(duplicates + buckets), not O(directory); only a bucket
+// without an exact counts row (a directory written before counts rows
+// existed) is scanned, once. The last item moves the run to finishing,
+// after which it can no longer be cancelled.
 func (e *Engine) doCount(ctx context.Context, run Run, s Settings, w WorkItem) error {
-	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), Continuation: w.Cursor}
-	counts := map[string]int64{}
+	switch {
+	case w.Cursor == "" || strings.HasPrefix(w.Cursor, cursorRepair):
+		return e.repairWaiters(ctx, run, s, w)
+	case strings.HasPrefix(w.Cursor, cursorRebuild):
+		var st rebuildState
+		if err := json.Unmarshal([]byte(w.Cursor[len(cursorRebuild):]), &st); err != nil || st.ETag == "" {
+			return e.countBucket(ctx, run, w) // not ours (an item from before an upgrade): count again
+		}
+		return e.rebuildCounts(ctx, run, w, st)
+	}
+	return e.countBucket(ctx, run, w)
+}
+
+// repairWaiters promotes the duplicates waiting in one emails bucket whose
+// email is free (repairDuplicate checks the claim).
+func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkItem) error {
+	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), RowKeyPrefix: "w|", Continuation: strings.TrimPrefix(w.Cursor, cursorRepair)}
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
 	for range scanPagesPerItem {
-		page, err := e.Store.Query(ctx, TableUsers, q)
+		page, err := e.Store.Query(ctx, TableEmails, q)
 		if err != nil {
 			return err
 		}
-		for _, ent := range page.Entities {
-			status := ent.Str("status")
-			if status == StatusDuplicate {
-				promoted, err := e.repairDuplicate(ctx, run, s, userFromEntity(ent), lb)
-				if err != nil {
-					return err
-				}
-				if promoted {
-					status = StatusActive
-				}
+		for _, wr := range page.Entities {
+			id := wr.Str("user")
+			if !validObjectID(id) {
+				continue
 			}
-			counts[status]++
+			ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
+			if IsCode(err, ENOTFOUND) {
+				continue // a waiter left over; releaseEmail drops it
+			}
+			if err != nil {
+				return err
+			}
+			u := userFromEntity(ent)
+			if u.Status != StatusDuplicate || u.Email == "" || waiterKey(u.Email, u.ID) != wr.RowKey {
+				continue
+			}
+			if _, err := e.repairDuplicate(ctx, run, s, u, lb); err != nil {
+				return err
+			}
 		}
 		q.Continuation = page.Continuation
 		if q.Continuation == "" {
 			break
 		}
 	}
+	next := w.next(WorkCount)
+	switch {
+	case q.Continuation != "":
+		next.Bucket, next.Cursor = w.Bucket, cursorRepair+q.Continuation
+	case w.Bucket+1 < UserBuckets:
+		next.Bucket, next.Cursor = w.Bucket+1, cursorRepair
+	default:
+		next.Cursor = cursorCount
+	}
+	return e.send(ctx, next, zeroTime)
+}
+
+// countBucket records one bucket's counts row, or starts rebuilding it.
+func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
+	pk := fmt.Sprintf("b%02d", w.Bucket)
+	cur, err := e.readCounts(ctx, pk)
+	if err != nil {
+		return err
+	}
+	if cur.valid() {
+		return e.bucketCounted(ctx, run, w, cur.ByStatus)
+	}
+	if !cur.Found {
+		_, err := e.Store.Insert(ctx, TableUsers, Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}})
+		if err != nil && !IsCode(err, ECONFLICT) {
+			return fmt.Errorf("start counting bucket %d: %w", w.Bucket, err)
+		}
+		if cur, err = e.readCounts(ctx, pk); err != nil {
+			return err
+		}
+		if cur.valid() {
+			return e.bucketCounted(ctx, run, w, cur.ByStatus)
+		}
+	}
+	e.log().InfoContext(ctx, "rebuilding the counts of a users bucket by a scan", "run", run.ID, "bucket", w.Bucket)
+	return e.rebuildCounts(ctx, run, w, rebuildState{ETag: cur.ETag, ByStatus: map[string]int64{}})
+}
+
+// rebuildCounts scans one chunk of a bucket for a rebuild; at the end of
+// the bucket it writes the counts row, conditional on the ETag the scan
+// started from. If a user row was written meanwhile, the scan starts again.
+func (e *Engine) rebuildCounts(ctx context.Context, run Run, w WorkItem, st rebuildState) error {
+	pk := fmt.Sprintf("b%02d", w.Bucket)
+	restart := func() error {
+		next := w.next(WorkCount)
+		next.Bucket, next.Cursor, next.Attempt = w.Bucket, cursorCount, w.Attempt+1
+		return e.send(ctx, next, zeroTime)
+	}
+	if cur, err := e.readCounts(ctx, pk); err != nil {
+		return err
+	} else if cur.ETag != st.ETag {
+		return restart() // changed since the scan started (or rebuilt by a twin item)
+	}
+	if st.ByStatus == nil {
+		st.ByStatus = map[string]int64{}
+	}
+	q := Query{PartitionKey: pk, RowKeyBefore: countsRowKey, Continuation: st.Cont}
+	for range scanPagesPerItem {
+		page, err := e.Store.Query(ctx, TableUsers, q)
+		if err != nil {
+			return err
+		}
+		for _, ent := range page.Entities {
+			st.ByStatus[ent.Str("status")]++
+		}
+		q.Continuation = page.Continuation
+		if q.Continuation == "" {
+			break
+		}
+	}
+	if q.Continuation != "" {
+		st.Cont = q.Continuation
+		b, _ := json.Marshal(st)
+		next := w.next(WorkCount)
+		next.Bucket, next.Cursor, next.Attempt = w.Bucket, cursorRebuild+string(b), w.Attempt
+		return e.send(ctx, next, zeroTime)
+	}
+	delete(st.ByStatus, "")
+	if _, err := e.Store.Replace(ctx, TableUsers, countsEntity(pk, st.ByStatus, st.ETag)); err != nil {
+		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
+			return restart()
+		}
+		return fmt.Errorf("save the counts of bucket %d: %w", w.Bucket, err)
+	}
+	return e.bucketCounted(ctx, run, w, st.ByStatus)
+}
+
+// bucketCounted records a bucket's counts for the run once, and moves on.
+func (e *Engine) bucketCounted(ctx context.Context, run Run, w WorkItem, byStatus map[string]int64) error {
 	props := map[string]any{}
-	for st, n := range counts {
+	for st, n := range byStatus {
 		if st != "" {
 			props["n_"+st] = n
 		}
 	}
-	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID + "|count", RowKey: chunkKey(w), Props: props})
+	key := chunkKey(WorkItem{Epoch: w.Epoch, Bucket: w.Bucket, Cursor: cursorCount})
+	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID + "|count", RowKey: key, Props: props})
 	if err != nil && !IsCode(err, ECONFLICT) {
 		return fmt.Errorf("record count chunk: %w", err)
 	}
-	next := w.next(WorkCount)
-	switch {
-	case q.Continuation != "":
-		next.Bucket, next.Cursor = w.Bucket, q.Continuation
-		return e.send(ctx, next, zeroTime)
-	case w.Bucket+1 < UserBuckets:
-		next.Bucket = w.Bucket + 1
+	if w.Bucket+1 < UserBuckets {
+		next := w.next(WorkCount)
+		next.Bucket, next.Cursor = w.Bucket+1, cursorCount
 		return e.send(ctx, next, zeroTime)
 	}
 	if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = PhaseFinishing; return nil }); err != nil {

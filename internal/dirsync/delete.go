@@ -116,7 +116,7 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	for _, g := range u.Memberships() {
 		lb.add(LogEvent{Event: EvMemberRemoved, UserID: id, UPN: d.UPN, Group: g, Reason: "the user was removed from the directory"})
 	}
-	if err := e.Store.Delete(ctx, TableUsers, Bucket(id), id, ent.ETag); err != nil {
+	if err := e.deleteUserRow(ctx, u); err != nil {
 		if IsCode(err, EPRECONDITION) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a user changed while it was being deleted; the chunk is applied again", Err: err}
 		}

@@ -744,6 +744,11 @@ func (s *Sim) Run() SimReport {
 	for i := 0; i < s.cfg.Steps; i++ {
 		s.step()
 		s.report.Steps++
+		// Counts rows move in the same batch as the rows they count, so
+		// they hold between any two store calls, not only when settled.
+		if i%10 == 9 {
+			s.checkCounts("during the scenario")
+		}
 	}
 	// Quiesce: no more faults; everything in flight runs to its end.
 	s.quiet = true
@@ -812,6 +817,7 @@ func (s *Sim) runRow(id string) (dirsync.Run, bool) {
 // checkRunsSettled: every run is terminal, or blocked holding the lock with
 // the status page naming it; nothing waits forever.
 func (s *Sim) checkRunsSettled(ctx context.Context, when string) {
+	s.checkCounts(when)
 	s.report.Checks["runs_settled"]++
 	plain := &dirsync.Engine{Store: s.store, Logs: s.logs, Now: s.Clock.Now}
 	runs, _, _ := plain.ListRuns(ctx, "", 100, "")
@@ -838,6 +844,45 @@ func (s *Sim) checkRunsSettled(ctx context.Context, when string) {
 	}
 }
 
+// checkCounts: with no run applying anything, every exact counts row (one
+// per users partition, counts.go) equals a scan of its partition by status,
+// and at the end, after a succeeded final sync, every partition has one.
+func (s *Sim) checkCounts(when string) {
+	s.report.Checks["counts_equal_scan"]++
+	scan := map[string]map[string]int64{}
+	rows := map[string]dirsync.Entity{}
+	for _, ent := range s.store.Rows(dirsync.TableUsers) {
+		if ent.RowKey == dirsync.CountsRowKey {
+			rows[ent.PartitionKey] = ent
+			continue
+		}
+		if scan[ent.PartitionKey] == nil {
+			scan[ent.PartitionKey] = map[string]int64{}
+		}
+		scan[ent.PartitionKey][ent.Str("status")]++
+	}
+	for b := range dirsync.UserBuckets {
+		pk := fmt.Sprintf("b%02d", b)
+		row, ok := rows[pk]
+		if !ok || row.Str("state") != "exact" {
+			if when == "at the end" {
+				s.violate("%s: users partition %s has no exact counts row (%v)", when, pk, row.Props)
+			}
+			continue
+		}
+		for _, st := range []string{dirsync.StatusActive, dirsync.StatusDuplicate, dirsync.StatusSkipped} {
+			if got, want := row.Int("n_"+st), scan[pk][st]; got != want {
+				s.violate("%s: users partition %s counts %d %s users, a scan finds %d", when, pk, got, st, want)
+			}
+		}
+		for k := range row.Props {
+			if st, ok := strings.CutPrefix(k, "n_"); ok && st != dirsync.StatusActive && st != dirsync.StatusDuplicate && st != dirsync.StatusSkipped && row.Int(k) != 0 {
+				s.violate("%s: users partition %s counts %d users of status %q", when, pk, row.Int(k), st)
+			}
+		}
+	}
+}
+
 // checkDirectory: after a succeeded run on a quiet tenant, the directory
 // equals the ground truth mapped through the settings.
 func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
@@ -846,6 +891,9 @@ func (s *Sim) checkDirectory(ctx context.Context, final dirsync.Run) {
 	truth := s.inScope(set, s.Source.Users())
 	rows := map[string]dirsync.User{}
 	for _, ent := range s.store.Rows(dirsync.TableUsers) {
+		if ent.RowKey == dirsync.CountsRowKey {
+			continue
+		}
 		u, _ := (&dirsync.Engine{Store: s.store}).GetUser(ctx, ent.RowKey)
 		rows[ent.RowKey] = u
 	}
@@ -1108,6 +1156,9 @@ func (s *Sim) beforeWrite(ctx context.Context, table string, ops []dirsync.Batch
 	case dirsync.TableUsers:
 		for _, op := range ops {
 			id := op.Entity.RowKey
+			if id == dirsync.CountsRowKey {
+				continue
+			}
 			cur, err := s.store.Get(ctx, table, op.Entity.PartitionKey, id)
 			exists := err == nil
 			if op.Kind == dirsync.BatchDelete {

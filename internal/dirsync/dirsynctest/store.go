@@ -178,6 +178,11 @@ func (s *Store) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) 
 			s.tables[table] = snapshot
 			return dirsync.Errorf(dirsync.EINVALID, "batch spans partitions %q and %q", pk, op.Entity.PartitionKey)
 		}
+		if _, exists := s.table(table)[key(op.Entity.PartitionKey, op.Entity.RowKey)]; op.Kind == dirsync.BatchDelete && !exists {
+			// As in Table Storage: a batch cannot skip a delete.
+			s.tables[table] = snapshot
+			return dirsync.Errorf(dirsync.ENOTFOUND, "%s/%s/%s not found", table, op.Entity.PartitionKey, op.Entity.RowKey)
+		}
 		if _, err := s.apply(table, op); err != nil {
 			s.tables[table] = snapshot
 			return err

@@ -1,0 +1,153 @@
+package dirsync
+
+import (
+	"context"
+	"strings"
+)
+
+// Each users partition (bucket) holds one counts row: how many of the
+// bucket's users have each status. It is written in the same entity-group
+// batch as every user row it accounts for, conditional on its own ETag, so
+// it is exact at every moment and the count step reads 16 rows instead of
+// scanning the directory (issue 17: a delta run's cost follows the changes).
+//
+// The row is also the bucket's version: every write of a user row changes
+// it. A bucket without a valid row (a directory from before this row
+// existed) is counted once by a scan that is kept only if the row's ETag
+// did not change during it (count.go); until then writers keep the row
+// "stale" (no counts) but still change its ETag.
+
+// countsRowKey sorts after every user id (GUIDs: hex digits and dashes), so
+// a scan of users stops before it with RowKeyBefore: countsRowKey.
+const countsRowKey = "~counts"
+
+// bucketCounts is a counts row as read.
+type bucketCounts struct {
+	Found, Stale bool
+	ByStatus     map[string]int64
+	ETag         string
+}
+
+func (c bucketCounts) valid() bool { return c.Found && !c.Stale }
+
+func countsFromEntity(ent Entity) bucketCounts {
+	c := bucketCounts{Found: true, Stale: ent.Str("state") != "exact", ByStatus: map[string]int64{}, ETag: ent.ETag}
+	for k := range ent.Props {
+		if st, ok := strings.CutPrefix(k, "n_"); ok {
+			c.ByStatus[st] = ent.Int(k)
+		}
+	}
+	return c
+}
+
+// countsEntity is an exact counts row of partition pk.
+func countsEntity(pk string, byStatus map[string]int64, etag string) Entity {
+	p := map[string]any{"state": "exact"}
+	for st, n := range byStatus {
+		if st != "" {
+			p["n_"+st] = n
+		}
+	}
+	return Entity{PartitionKey: pk, RowKey: countsRowKey, Props: p, ETag: etag}
+}
+
+func (e *Engine) readCounts(ctx context.Context, pk string) (bucketCounts, error) {
+	ent, err := e.Store.Get(ctx, TableUsers, pk, countsRowKey)
+	if IsCode(err, ENOTFOUND) {
+		return bucketCounts{ByStatus: map[string]int64{}}, nil
+	}
+	if err != nil {
+		return bucketCounts{}, err
+	}
+	return countsFromEntity(ent), nil
+}
+
+// countsOp is the write of the counts row that accounts for ops, user row
+// writes of one partition; was maps each row key to the status of the row
+// the op replaces or deletes, as read ("" for none). Every op is
+// conditional on that read (Insert, or an ETag), so if the batch commits the
+// delta is exact; if another writer got in between, the batch fails.
+func countsOp(cur bucketCounts, pk string, ops []BatchOp, was map[string]string) BatchOp {
+	if !cur.Found {
+		// The row is inserted (stale) so that a scan rebuilding it sees
+		// this write as a change of its ETag.
+		return BatchOp{Kind: BatchInsert, Entity: Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}}}
+	}
+	if cur.Stale {
+		return BatchOp{Kind: BatchReplace, Entity: Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}, ETag: cur.ETag}}
+	}
+	n := make(map[string]int64, len(cur.ByStatus)+2)
+	for k, v := range cur.ByStatus {
+		n[k] = v
+	}
+	for _, op := range ops {
+		if prev := was[op.Entity.RowKey]; prev != "" {
+			n[prev]--
+		}
+		if op.Kind != BatchDelete {
+			n[op.Entity.Str("status")]++
+		}
+	}
+	return BatchOp{Kind: BatchReplace, Entity: countsEntity(pk, n, cur.ETag)}
+}
+
+// countsAttempts bounds how often usersBatch writes again after another
+// writer moved the counts row: pages are applied several at a time, and
+// each writes to every partition.
+const countsAttempts = 8
+
+// usersBatch writes ops, rows of one users partition (at most MaxBatch-1),
+// and the counts row in one batch. The counts row is every writer's: when
+// the batch fails and the counts row has moved since it was read, the
+// batch is built again on the new counts (the user ops stay conditional on
+// the rows as the caller read them, so the delta stays exact). An
+// EPRECONDITION, ENOTFOUND or ECONFLICT that remains comes from a user row:
+// another writer got in first, and the caller retries from a new read.
+func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]string) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	pk := ops[0].Entity.PartitionKey
+	cur, err := e.readCounts(ctx, pk)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		all := append(ops[:len(ops):len(ops)], countsOp(cur, pk, ops, was))
+		err := e.Store.Batch(ctx, TableUsers, all)
+		if err == nil || attempt == countsAttempts || !(IsCode(err, EPRECONDITION) || IsCode(err, ECONFLICT) || IsCode(err, ENOTFOUND)) {
+			return err
+		}
+		now, rerr := e.readCounts(ctx, pk)
+		if rerr != nil || (now.Found == cur.Found && now.ETag == cur.ETag) {
+			return err // the counts row did not move: a user row did
+		}
+		cur = now
+	}
+}
+
+// replaceUser writes u over the row it was read as (u.ETag), whose status
+// was was, with the counts row. Errors are those of a conditional Replace:
+// EPRECONDITION when either row changed meanwhile, ENOTFOUND when gone.
+func (e *Engine) replaceUser(ctx context.Context, u User, was string) error {
+	err := e.usersBatch(ctx, []BatchOp{{Kind: BatchReplace, Entity: userToEntity(u)}}, map[string]string{u.ID: was})
+	if IsCode(err, ECONFLICT) {
+		return &Error{Code: EPRECONDITION, Message: "the bucket's counts changed meanwhile", Err: err}
+	}
+	return err
+}
+
+// deleteUserRow deletes u's row, conditional on u.ETag, with the counts
+// row. EPRECONDITION when either row changed or the user row is gone.
+func (e *Engine) deleteUserRow(ctx context.Context, u User) error {
+	op := BatchOp{Kind: BatchDelete, Entity: Entity{PartitionKey: Bucket(u.ID), RowKey: u.ID, ETag: u.ETag}}
+	err := e.usersBatch(ctx, []BatchOp{op}, map[string]string{u.ID: u.Status})
+	if IsCode(err, ECONFLICT) || IsCode(err, ENOTFOUND) {
+		return &Error{Code: EPRECONDITION, Message: "the user or its bucket's counts changed meanwhile", Err: err}
+	}
+	return err
+}
+
+// CountsRowKey is the row key of the counts row of every users partition,
+// for tests and tools that read the users table directly.
+const CountsRowKey = countsRowKey
