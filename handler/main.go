@@ -282,4 +282,7 @@ func (b brokenSource) User(context.Context, string, []string) (dirsync.SourceUse
 func (b brokenSource) UserPhoto(context.Context, string) (dirsync.PhotoInfo, error) {
 	return dirsync.PhotoInfo{}, b.fail()
 }
-func (b brokenSource) UserPhotoData(context.Context, string) ([]byte, error) { return nil, b.fail() }
+func (b brokenSource) UserPhotoData(context.Context, string, int64) ([]byte, error) { return nil, b.fail() }
+func (b brokenSource) UserPhotos(context.Context, []string) (map[string]dirsync.PhotoInfo, map[string]error, error) {
+	return nil, nil, b.fail()
+}

@@ -39,6 +39,7 @@ type Service interface {
 	ListUsers(ctx context.Context, q dirsync.UserQuery) ([]dirsync.User, string, error)
 	GetUser(ctx context.Context, id string) (dirsync.User, error)
 	UserGroups(ctx context.Context, userID string) ([]string, error)
+	OpenUserPhoto(ctx context.Context, userID string) (rc io.ReadCloser, contentType string, size int64, err error)
 }
 
 var _ Service = (*dirsync.Engine)(nil)
@@ -186,6 +187,7 @@ func (h *Handler) routeTable() []*route {
 		{method: "GET", pattern: "/api/audit", role: roleSupport, serve: h.listAudit},
 		{method: "GET", pattern: "/api/users", role: roleSupport, serve: h.listUsers},
 		{method: "GET", pattern: "/api/users/{id}", role: roleSupport, serve: h.getUser},
+		{method: "GET", pattern: "/api/users/{id}/photo", role: roleSupport, serve: h.getUserPhoto},
 	}
 	for _, rt := range rs {
 		rt.parts = strings.Split(strings.TrimPrefix(rt.pattern, "/"), "/")

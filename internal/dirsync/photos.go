@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -559,4 +560,29 @@ func (e *Engine) writePhotoRow(ctx context.Context, u User) error {
 		return fmt.Errorf("record the photo of %s: %w", u.ID, err)
 	}
 	return nil
+}
+
+// OpenUserPhoto streams the stored photo of a directory user, with its
+// content type and size; the caller closes the reader. Errors: EINVALID for
+// a malformed id, ENOTFOUND when the user is not in the directory or has no
+// stored photo (the message says why that may be).
+func (e *Engine) OpenUserPhoto(ctx context.Context, id string) (io.ReadCloser, string, int64, error) {
+	u, err := e.GetUser(ctx, id)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if e.Photos == nil {
+		return nil, "", 0, &Error{Code: ENOTFOUND, Message: "photos are not stored by this deployment (no photo store is configured)",
+			Hint: "Configure the photo container (see docs/operations.md, Photo sync) and turn photoSync on in the settings."}
+	}
+	rc, ctype, size, err := e.Photos.OpenPhoto(ctx, id)
+	if IsCode(err, ENOTFOUND) {
+		why := "the user has no photo in Entra, photo sync (the photoSync setting) is off, or the photo has not been checked yet: every photo is checked within a day"
+		if u.PhotoSkipped != "" {
+			why = fmt.Sprintf("its photo (%d bytes) is %s", u.PhotoSize, u.PhotoSkipped)
+		}
+		return nil, "", 0, &Error{Code: ENOTFOUND, Message: fmt.Sprintf("user %s has no stored photo: %s", id, why),
+			Hint: "Check GET /api/users/{id} (photoETag) and the photo_* lines of the latest run's log.", Err: err}
+	}
+	return rc, ctype, size, err
 }
