@@ -148,7 +148,6 @@ func (s *Server) batchOne(outer *http.Request, oc *call, br batchRequest) *httpt
 	return rec
 }
 
-
 // maxControlPhoto bounds a photo set through the control API: above the
 // engine's largest photoMaxBytes (20 MiB), so tests can send one too large.
 const maxControlPhoto = 24 << 20

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +38,8 @@ type Source struct {
 	Errs  []error
 	Calls int
 
-	photos  map[string]fakePhoto
-	photoV  int
+	photos map[string]fakePhoto
+	photoV int
 	// PhotoErrs are returned, in order, by the next UserPhotos calls (the
 	// whole batch fails); ThrottlePhotos makes the next n requests inside
 	// batches answer 429 (ETHROTTLED, RetryAfter 5 s).
