@@ -37,13 +37,14 @@ const PhasePhotos = "photos"
 func init() { steps[WorkPhotos] = (*Engine).doPhotos }
 
 const (
-	photoSlices       = UserBuckets * 16
-	photoCycle        = 22 * time.Hour
-	photoUsersPerItem = 2 * MaxPhotoBatch
-	photoScanTop      = 200
-	photoMaxAttempts  = 20
-	photoStateRowKey  = "photos"
-	photoIDsPerProp   = 800 // 800 GUIDs = 29,600 characters, under a property's 32K
+	photoSlices         = UserBuckets * 16
+	photoCycle          = 22 * time.Hour
+	photoUsersPerItem   = 2 * MaxPhotoBatch
+	photoScanTop        = 200
+	photoQueriesPerItem = 20
+	photoMaxAttempts    = 20
+	photoStateRowKey    = "photos"
+	photoIDsPerProp     = 800 // 800 GUIDs = 29,600 characters, under a property's 32K
 )
 
 // Photo log events.
@@ -186,11 +187,13 @@ func (e *Engine) doPhotos(ctx context.Context, run Run, s Settings, w WorkItem) 
 	}
 	var ids []string
 	var after string // the next item's cursor within the stage; "" when the stage is done
+	index, done := 0, false
 	switch stage {
 	case photoStageChanged:
 		ids, after, err = e.photoChanged(ctx, run, rest)
+		done = after == ""
 	case photoStageFull, photoStageSlice:
-		ids, after, err = e.photoScan(ctx, run, plan, stage, rest, w)
+		ids, index, after, done, err = e.photoScan(ctx, run, plan, stage, rest, w)
 	default:
 		return errPermanent{Errorf(EINVALID, "photo item cursor %q is unknown", truncate(w.Cursor, 32))}
 	}
@@ -232,14 +235,14 @@ func (e *Engine) doPhotos(ctx context.Context, run Run, s Settings, w WorkItem) 
 	}
 	next := w.next(WorkPhotos)
 	switch {
-	case after != "":
-		next.Seq, next.Bucket, next.Cursor = w.Seq, w.Bucket, stage+"|"+after
+	case !done && stage == photoStageChanged:
+		next.Cursor = stage + "|" + after
+	case !done && stage == photoStageSlice:
+		next.Seq, next.Cursor = int64(index), stage+"|"+after
+	case !done:
+		next.Bucket, next.Cursor = index, stage+"|"+after
 	case stage == photoStageChanged && plan.Count > 0:
 		next.Cursor = photoStageSlice + "|"
-	case stage == photoStageSlice && int(w.Seq)+1 < plan.Count:
-		next.Seq, next.Cursor = w.Seq+1, photoStageSlice+"|"
-	case stage == photoStageFull && w.Bucket+1 < UserBuckets:
-		next.Bucket, next.Cursor = w.Bucket+1, photoStageFull+"|"
 	default:
 		return e.endPhotos(ctx, w, plan, true)
 	}
@@ -298,46 +301,61 @@ func (e *Engine) photoChanged(ctx context.Context, run Run, cursor string) (ids 
 	return all[off:end], ent.RowKey + "!|0", nil
 }
 
-// photoScan returns the ids of a scan chunk: in a full run every row of
-// bucket w.Bucket that this run added or changed or whose slice is due; in
-// a delta run every row of the plan's w.Seq-th slice that this run did not
-// add or change (those were checked from the pages). It stops after
-// photoUsersPerItem ids.
-func (e *Engine) photoScan(ctx context.Context, run Run, plan photoPlan, stage, from string, w WorkItem) (ids []string, after string, err error) {
-	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), RowKeyFrom: from, Top: photoScanTop}
+// photoScan returns the ids of a scan chunk: in a full run the rows of
+// the buckets from w.Bucket on that this run added or changed or whose slice
+// is due; in a delta run the rows of the plan's slices from the w.Seq-th on
+// that this run did not add or change (those were checked from the pages).
+// It goes on into the next buckets or slices until it has
+// photoUsersPerItem ids or made photoQueriesPerItem queries, and returns
+// where the next item starts (index: bucket or slice number, after: the row
+// key cursor in it), or done.
+func (e *Engine) photoScan(ctx context.Context, run Run, plan photoPlan, stage, from string, w WorkItem) (ids []string, index int, after string, done bool, err error) {
+	index, limit := w.Bucket, UserBuckets
 	if stage == photoStageSlice {
-		if plan.Count == 0 {
-			return nil, "", nil
-		}
-		slice := (plan.From + int(w.Seq)) % photoSlices
-		digit := "0123456789abcdefg"
-		q.PartitionKey = fmt.Sprintf("b%02d", slice/16)
-		if q.RowKeyFrom == "" {
-			q.RowKeyFrom = digit[slice%16 : slice%16+1]
-		}
-		q.RowKeyBefore = digit[slice%16+1 : slice%16+2]
+		index, limit = int(w.Seq), plan.Count
 	}
-	page, err := e.Store.Query(ctx, TableUsers, q)
-	if err != nil {
-		return nil, "", err
-	}
-	for _, ent := range page.Entities {
-		u := userFromEntity(ent)
-		changed := u.RunSeq == run.Seq && (u.Action == actAdded || u.Action == actUpdated)
-		switch {
-		case stage == photoStageSlice && changed:
-		case stage == photoStageFull && !changed && !plan.due(u.ID):
-		default:
-			ids = append(ids, u.ID)
+	const digit = "0123456789abcdefg"
+	for range photoQueriesPerItem {
+		if index >= limit {
+			return ids, index, "", true, nil
 		}
-		if len(ids) == photoUsersPerItem {
-			return ids, ent.RowKey + "!", nil
+		q := Query{PartitionKey: fmt.Sprintf("b%02d", index), RowKeyFrom: from, Top: photoScanTop}
+		span := 1
+		if stage == photoStageSlice {
+			// The due slices of one bucket are one key range: one query.
+			slice := (plan.From + index) % photoSlices
+			d := slice % 16
+			span = min(16-d, limit-index)
+			q.PartitionKey = fmt.Sprintf("b%02d", slice/16)
+			if q.RowKeyFrom == "" {
+				q.RowKeyFrom = digit[d : d+1]
+			}
+			q.RowKeyBefore = digit[d+span : d+span+1]
 		}
+		page, err := e.Store.Query(ctx, TableUsers, q)
+		if err != nil {
+			return nil, 0, "", false, err
+		}
+		for _, ent := range page.Entities {
+			u := userFromEntity(ent)
+			changed := u.RunSeq == run.Seq && (u.Action == actAdded || u.Action == actUpdated)
+			switch {
+			case stage == photoStageSlice && changed:
+			case stage == photoStageFull && !changed && !plan.due(u.ID):
+			default:
+				ids = append(ids, u.ID)
+			}
+			if len(ids) == photoUsersPerItem {
+				return ids, index, ent.RowKey + "!", false, nil
+			}
+		}
+		if page.Continuation != "" && len(page.Entities) > 0 {
+			from = page.Entities[len(page.Entities)-1].RowKey + "!"
+			continue
+		}
+		index, from = index+span, ""
 	}
-	if page.Continuation != "" && len(page.Entities) > 0 {
-		return ids, page.Entities[len(page.Entities)-1].RowKey + "!", nil
-	}
-	return ids, "", nil
+	return ids, index, from, index >= limit, nil
 }
 
 // checkPhotos checks the photos of ids. It returns wait > 0 (or < 0 for "no
