@@ -138,6 +138,8 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
   const thPct = h('input', { type: 'number', id: 'set-th-percent', min: 0, max: 100, step: 0.1, value: th.maxPercent ?? 0, 'data-path': 'deletionThreshold.maxPercent' });
   const scope = h('textarea', { id: 'set-scope', rows: 3, cols: 40, 'data-path': 'groupScope', spellcheck: 'false' }, (s.groupScope || []).join('\n'));
   const pageSize = h('input', { type: 'number', id: 'set-pagesize', min: 1, max: 999, value: s.pageSize, 'data-path': 'pageSize' });
+  const photoSync = h('input', { type: 'checkbox', id: 'set-photosync', checked: !!s.photoSync, 'data-path': 'photoSync' });
+  const photoMax = h('input', { type: 'number', id: 'set-photomax', min: 1024, max: 20971520, value: s.photoMaxBytes ?? 4194304, 'data-path': 'photoMaxBytes' });
 
   function doc() {
     return {
@@ -155,6 +157,8 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       deletionThreshold: { enabled: thOn.checked, maxCount: Number(thCount.value || 0), maxPercent: Number(thPct.value || 0) },
       groupScope: scope.value.split(/[\s,]+/).map(x => x.trim()).filter(Boolean),
       pageSize: Number(pageSize.value || 0),
+      photoSync: photoSync.checked,
+      photoMaxBytes: Number(photoMax.value || 0),
     };
   }
 
@@ -223,7 +227,9 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
     h('section', { class: 'card', 'aria-labelledby': 'sec-sync' },
       h('h2', { id: 'sec-sync' }, 'Sync'),
       h('div', { class: 'switch-row' }, enabled, h('label', { for: 'set-enabled' }, 'Enabled: scheduled and manual syncs run')),
-      field('Users per Graph page (1 to 999)', pageSize)),
+      field('Users per Graph page (1 to 999)', pageSize),
+      h('div', { class: 'switch-row' }, photoSync, h('label', { for: 'set-photosync' }, 'Photo sync: keep users\' photos (checked daily by ETag)')),
+      field('Largest photo stored, in bytes (1024 to 20971520)', photoMax)),
     h('section', { class: 'card', 'aria-labelledby': 'sec-map' },
       h('h2', { id: 'sec-map' }, 'Attribute mapping'),
       h('p', {}, 'Each directory field comes from a Graph user attribute (with an optional fallback attribute when the user has no value) or is a constant. Sensitive fields keep their values out of run logs. A user missing a required field is skipped, with the reason logged.'),
