@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math/rand"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,82 @@ func TestPhotoSettings(t *testing.T) {
 		if (tc.want == "") != (err == nil) || !strings.Contains(got, tc.want) {
 			t.Errorf("photoMaxBytes %d: got %q, want %q", tc.max, got, tc.want)
 		}
+	}
+}
+
+// TestPhotoScenarios is a seeded scenario (kept out of sim.go's tenant
+// mutations): photos added, changed, removed and grown too large, users
+// changed, added and deleted, between runs at random intervals, every work
+// item delivered twice and some workers killed before completing. After a
+// quiet day the stored photos are exactly the active users' photos within
+// the limit, and each row's photo ETag is Entra's.
+func TestPhotoScenarios(t *testing.T) {
+	for seed := int64(1); seed <= 25; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			e := photoEnv(t, 1024)
+			setThreshold(t, e, dirsync.DeletionThreshold{})
+			next := 1
+			for ; next <= 30; next++ {
+				e.Source.Put(spreadID(next), dirsynctest.Person(next))
+			}
+			photo := func() []byte { return bytes.Repeat([]byte{byte(rng.Intn(256))}, 1+rng.Intn(1400)) }
+			for round := 0; round < 6; round++ {
+				for range 1 + rng.Intn(8) {
+					id := spreadID(1 + rng.Intn(next-1))
+					switch rng.Intn(6) {
+					case 0, 1:
+						e.Source.SetPhoto(id, photo(), "image/jpeg")
+					case 2:
+						e.Source.RemovePhoto(id)
+					case 3:
+						p := dirsynctest.Person(next)
+						e.Source.Put(spreadID(next), p)
+						e.Source.SetPhoto(spreadID(next), photo(), "image/png")
+						next++
+					case 4:
+						if a, ok := e.Source.Users()[id]; ok {
+							a["jobTitle"] = fmt.Sprint("Title ", rng.Intn(100))
+							e.Source.Put(id, a)
+						}
+					case 5:
+						e.Source.Remove(id, dirsync.RemovedDeleted)
+					}
+				}
+				e.Clock.Advance(time.Duration(1+rng.Intn(8)) * time.Hour)
+				e.Sync(dirsynctest.DrainOptions{Duplicate: true, Before: func(m dirsync.Message, count int) error {
+					if count < 3 && rng.Intn(10) == 0 {
+						return fmt.Errorf("worker killed")
+					}
+					return nil
+				}})
+			}
+			e.Clock.Advance(23 * time.Hour)
+			mustSucceed(t, e.Sync(dirsynctest.DrainOptions{}))
+
+			want := map[string]dirsynctest.StoredPhoto{}
+			active := e.directory(dirsync.StatusActive)
+			for id := range active {
+				if data, ctype, _ := e.Source.Photo(id); len(data) > 0 && len(data) <= 1024 {
+					want[id] = dirsynctest.StoredPhoto{Data: data, ContentType: ctype}
+				}
+			}
+			got := map[string]dirsynctest.StoredPhoto{}
+			for id, p := range e.Photos.All() {
+				if _, ok := active[id]; ok {
+					got[id] = p
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("stored photos of active users (-want +got):\n%s", diff)
+			}
+			ctx := context.Background()
+			for id := range active {
+				u, _ := e.Engine.GetUser(ctx, id)
+				if _, _, etag := e.Source.Photo(id); u.PhotoETag != etag {
+					t.Errorf("user %s: row photo ETag %q, Entra's %q", id, u.PhotoETag, etag)
+				}
+			}
+		})
 	}
 }
