@@ -195,7 +195,12 @@ func (e *Engine) doPhotos(ctx context.Context, run Run, s Settings, w WorkItem) 
 	case photoStageFull, photoStageSlice:
 		ids, index, after, done, err = e.photoScan(ctx, run, plan, stage, rest, w)
 	default:
-		return errPermanent{Errorf(EINVALID, "photo item cursor %q is unknown", truncate(w.Cursor, 32))}
+		// Never from this engine; photos must not fail the run either way.
+		lb := e.newLog(run, nil)
+		lb.add(LogEvent{Event: EvPhotoStopped, Level: LevelWarn, Reason: fmt.Sprintf("photo work item with an unknown cursor %q", truncate(w.Cursor, 32)),
+			Message: "Photo sync stopped for this run; the users are synced as usual."})
+		e.flushLog(ctx, run, lb)
+		return e.endPhotos(ctx, w, plan, false)
 	}
 	if err != nil {
 		return err
