@@ -25,6 +25,7 @@ type Config struct {
 	StorageIdentityClientID string
 	TablePrefix             string // TABLE_PREFIX, default "entrasync"
 	LogContainer            string // LOG_CONTAINER, default "sync-logs"
+	PhotoContainer          string // PHOTO_CONTAINER, default "photos": users' photos (photo sync)
 
 	// Queue: ServiceBusConnection (connection string) or
 	// ServiceBusConnection__fullyQualifiedNamespace (managed identity), as the
@@ -93,6 +94,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		StorageIdentityClientID:    get("STORAGE_MANAGED_IDENTITY_CLIENT_ID"),
 		TablePrefix:                orDefault(get("TABLE_PREFIX"), "entrasync"),
 		LogContainer:               orDefault(get("LOG_CONTAINER"), "sync-logs"),
+		PhotoContainer:             orDefault(get("PHOTO_CONTAINER"), "photos"),
 		ServiceBusConnection:       get("ServiceBusConnection"),
 		ServiceBusNamespace:        get("ServiceBusConnection__fullyQualifiedNamespace"),
 		ServiceBusIdentityClientID: get("ServiceBusConnection__clientId"),
@@ -109,6 +111,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.StorageConnectionString == "" && c.StorageAccountName == "" {
 		c.StorageConnectionString = get("AzureWebJobsStorage")
+	}
+	if !validContainerName(c.PhotoContainer) {
+		errs = append(errs, settingError("PHOTO_CONTAINER", "%q is not a valid blob container name: use 3 to 63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit (default photos)", c.PhotoContainer))
+	} else if c.PhotoContainer == c.LogContainer {
+		errs = append(errs, settingError("PHOTO_CONTAINER", "%q is also LOG_CONTAINER: give the photos their own container (default photos), so support staff browsing the run logs do not see them", c.PhotoContainer))
 	}
 	if c.StorageConnectionString == "" && c.StorageAccountName == "" {
 		errs = append(errs, settingError("STORAGE_CONNECTION_STRING", "missing: set it (or AzureWebJobsStorage) to a storage connection string, or set STORAGE_ACCOUNT_NAME to use the app's managed identity"))
@@ -275,3 +282,18 @@ type namedError struct {
 
 func (e *namedError) Error() string { return e.msg }
 func (e *namedError) Unwrap() error { return e.err }
+
+// validContainerName reports whether s is a blob container name: 3 to 63
+// lowercase letters, digits and single hyphens, starting and ending with a
+// letter or digit.
+func validContainerName(s string) bool {
+	if len(s) < 3 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--") {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -139,3 +139,29 @@ func TestAdapterErrorsNameTheSettings(t *testing.T) {
 		t.Errorf("code %q lost in the translation", dirsync.ErrorCode(named))
 	}
 }
+
+func TestPhotoContainerSetting(t *testing.T) {
+	base := map[string]string{"STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "ServiceBusConnection": "Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=v"}
+	for _, tc := range []struct{ value, want string }{
+		{"", ""}, {"user-photos", ""},
+		{"Photos", "PHOTO_CONTAINER: \"Photos\" is not a valid blob container name"},
+		{"sync-logs", "is also LOG_CONTAINER"},
+	} {
+		e := map[string]string{}
+		for k, v := range base {
+			e[k] = v
+		}
+		e["PHOTO_CONTAINER"] = tc.value
+		c, err := LoadConfig(env(e))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if tc.want == "" && err != nil && strings.Contains(got, "PHOTO_CONTAINER") || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("PHOTO_CONTAINER=%q: %q, want %q", tc.value, got, tc.want)
+		}
+		if tc.value == "" && err == nil && c.PhotoContainer != "photos" {
+			t.Errorf("default PHOTO_CONTAINER = %q, want photos", c.PhotoContainer)
+		}
+	}
+}

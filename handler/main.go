@@ -65,6 +65,7 @@ type Main struct {
 	Engine *dirsync.Engine
 	store  *table.Store
 	logs   *blob.LogStore
+	photos *blob.PhotoStore
 	queue  interface {
 		dirsync.Queue
 		Close(context.Context) error
@@ -103,6 +104,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("blob storage: %w", err)
 	}
+	m.photos, err = blob.NewPhotos(blob.Config{
+		ConnectionString: cfg.StorageConnectionString, AccountURL: accountURL(cfg.StorageAccountName, "blob"),
+		UseManagedIdentity: cfg.StorageAccountName != "", ClientID: cfg.StorageIdentityClientID,
+		Container: cfg.PhotoContainer, Logger: m.Logger.With("component", "blob"),
+	})
+	if err != nil {
+		return fmt.Errorf("blob storage (photos): %w", err)
+	}
 	m.queue, err = servicebus.New(servicebus.Config{
 		ConnectionString: cfg.ServiceBusConnection, Namespace: cfg.ServiceBusNamespace,
 		UseManagedIdentity: cfg.ServiceBusUseManagedIdentity, ClientID: cfg.ServiceBusIdentityClientID,
@@ -113,7 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	source, graphErr := m.graphSource()
 	m.Engine = &dirsync.Engine{
-		Store: m.store, Logs: m.logs, Queue: m.queue, Source: source,
+		Store: m.store, Logs: m.logs, Queue: m.queue, Source: source, Photos: m.photos,
 		Logger: m.Logger.With("component", "engine"), MaxDeliveries: cfg.MaxDeliveries,
 	}
 
@@ -284,4 +293,9 @@ func (b brokenSource) User(context.Context, string, []string) (dirsync.SourceUse
 func (b brokenSource) UserPhoto(context.Context, string) (dirsync.PhotoInfo, error) {
 	return dirsync.PhotoInfo{}, b.fail()
 }
-func (b brokenSource) UserPhotoData(context.Context, string) ([]byte, error) { return nil, b.fail() }
+func (b brokenSource) UserPhotoData(context.Context, string, int64) ([]byte, error) {
+	return nil, b.fail()
+}
+func (b brokenSource) UserPhotos(context.Context, []string) (map[string]dirsync.PhotoInfo, map[string]error, error) {
+	return nil, nil, b.fail()
+}

@@ -179,6 +179,8 @@ func (s settingsSources) bicepEnv() map[string]string {
 			env[n] = "00000000-0000-0000-0000-000000000001"
 		case strings.HasSuffix(n, "__fullyQualifiedNamespace"):
 			env[n] = "sb-entrasync-test.servicebus.windows.net"
+		case strings.HasSuffix(text, "ContainerName"): // a container per variable: logContainerName -> "log"
+			env[n] = strings.ToLower(strings.TrimSuffix(text, "ContainerName"))
 		default:
 			env[n] = "placeholder"
 		}

@@ -92,6 +92,9 @@ var deploymentContainerName = 'app-package'
 // The names the code and functions/*/function.json use: LOG_CONTAINER's
 // default, the SyncWorker trigger's queue and connection.
 var logContainerName = 'sync-logs'
+// PHOTO_CONTAINER's default: users' photos (photo sync), kept apart from the
+// logs and outside the logs' lifecycle rule.
+var photoContainerName = 'photos'
 var queueName = 'sync-work'
 // Logical tables of internal/dirsync (engine.go, Table* constants) in the
 // CamelCase internal/table gives them after TABLE_PREFIX. The handler creates
@@ -227,6 +230,14 @@ resource stateBlobs 'Microsoft.Storage/storageAccounts/blobServices@2025-01-01' 
 resource logContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
   parent: stateBlobs
   name: logContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource photoContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2025-01-01' = {
+  parent: stateBlobs
+  name: photoContainerName
   properties: {
     publicAccess: 'None'
   }
@@ -389,6 +400,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-11-01' = {
     STORAGE_MANAGED_IDENTITY_CLIENT_ID: identity.properties.clientId
     TABLE_PREFIX: tablePrefix
     LOG_CONTAINER: logContainerName
+    PHOTO_CONTAINER: photoContainerName
     ServiceBusConnection__fullyQualifiedNamespace: '${serviceBus.name}.servicebus.windows.net'
     ServiceBusConnection__credential: 'managedidentity'
     ServiceBusConnection__clientId: identity.properties.clientId

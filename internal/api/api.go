@@ -48,6 +48,7 @@ type Service interface {
 	GroupMembersPage(ctx context.Context, groupID, cursor string, top int) ([]string, string, error)
 	PreviewRule(ctx context.Context, rule string, limits dirsync.PreviewLimits) (dirsync.RulePreview, error)
 	ProvisionUser(ctx context.Context, key, who string) (dirsync.OnDemandResult, error)
+	OpenUserPhoto(ctx context.Context, userID string) (rc io.ReadCloser, contentType string, size int64, err error)
 }
 
 var _ Service = (*dirsync.Engine)(nil)
@@ -213,6 +214,7 @@ func (h *Handler) routeTable() []*route {
 		{method: "PUT", pattern: "/api/groups/{id}", role: roleAdmin, serve: h.putGroup},
 		{method: "DELETE", pattern: "/api/groups/{id}", role: roleAdmin, serve: h.deleteGroup},
 		{method: "GET", pattern: "/api/groups/{id}/members", role: roleSupport, serve: h.listMembers},
+		{method: "GET", pattern: "/api/users/{id}/photo", role: roleSupport, serve: h.getUserPhoto},
 	}
 	for _, rt := range rs {
 		rt.parts = strings.Split(strings.TrimPrefix(rt.pattern, "/"), "/")

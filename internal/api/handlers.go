@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -667,4 +669,32 @@ func (h *Handler) getUser(c *call) (*response, error) {
 		return nil, fmt.Errorf("groups of user %s: %w", id, err)
 	}
 	return jsonResponse(http.StatusOK, userResponse{User: userDetail{User: u, Groups: groups}}), nil
+}
+
+// getUserPhoto streams a user's stored photo with its content type and
+// length; 404 with the reason when there is none.
+func (h *Handler) getUserPhoto(c *call) (*response, error) {
+	if err := c.checkQuery(); err != nil {
+		return nil, err
+	}
+	id, err := c.objectID()
+	if err != nil {
+		return nil, err
+	}
+	rc, ctype, size, err := h.svc.OpenUserPhoto(c.ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	res := &response{status: http.StatusOK, header: http.Header{}}
+	res.header.Set("Content-Type", ctype)
+	res.header.Set("Content-Length", strconv.FormatInt(size, 10))
+	res.header.Set("Cache-Control", "private, max-age=300")
+	res.header.Set("X-Content-Type-Options", "nosniff")
+	res.header.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	res.stream = func(w io.Writer) error {
+		defer rc.Close()
+		_, err := io.CopyN(w, rc, size)
+		return err
+	}
+	return res, nil
 }

@@ -360,6 +360,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, pc *pageCon
 	}
 	if had {
 		u.CreatedAt, u.ChangedAt, u.AddedBy, u.UpdatedBy = old.CreatedAt, old.ChangedAt, old.AddedBy, old.UpdatedBy
+		keepPhoto(&u, old)
 	}
 	emailField := s.emailField()
 	u.Email = NormalizeEmail(fields[emailField])

@@ -14,7 +14,7 @@ import (
 // after the worker was killed on every delivery) goes stale, and collect
 // then fails it, naming the pages that never arrived, instead of waiting
 // forever.
-func (e *Engine) doCollect(ctx context.Context, run Run, _ Settings, w WorkItem) error {
+func (e *Engine) doCollect(ctx context.Context, run Run, s Settings, w WorkItem) error {
 	done := map[int64]bool{}
 	err := e.scanPrefix(ctx, TablePages, run.ID, epochPrefix(w.Epoch), func(ent Entity) {
 		done[parseSeq(strings.TrimPrefix(ent.RowKey, epochPrefix(w.Epoch)))] = true
@@ -47,7 +47,7 @@ func (e *Engine) doCollect(ctx context.Context, run Run, _ Settings, w WorkItem)
 		}
 		return errWaiting
 	}
-	next, phase := w.next(WorkDecide), PhaseDeciding
+	next, phase := e.afterUsers(s, w)
 	switch {
 	case run.Mode == ModeFull:
 		next, phase = w.next(WorkSweep), PhaseSweeping

@@ -21,6 +21,9 @@ type Engine struct {
 	Logs   LogStore
 	Queue  Queue
 	Source Source
+	// Photos stores users' photos (photo sync, photos.go); nil turns photo
+	// sync off whatever the settings say.
+	Photos PhotoStore
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time

@@ -61,10 +61,11 @@ func (e *Engine) doEvaluate(ctx context.Context, run Run, s Settings, w WorkItem
 	case w.Bucket+1 < UserBuckets:
 		next.Bucket = w.Bucket + 1
 	default:
-		if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = PhaseDeciding; return nil }); err != nil {
+		var phase string
+		next, phase = e.afterUsers(s, w)
+		if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = phase; return nil }); err != nil {
 			return err
 		}
-		next = w.next(WorkDecide)
 	}
 	return e.send(ctx, next, zeroTime)
 }

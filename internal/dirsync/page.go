@@ -63,6 +63,9 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 	if err := e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink); err != nil {
 		return err
 	}
+	if err := e.notePhotoCandidates(ctx, run, settings, w, page.Users); err != nil {
+		return err
+	}
 	return e.applyPage(ctx, run, settings, w, page.Users, successor)
 }
 

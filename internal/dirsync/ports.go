@@ -162,3 +162,20 @@ type Message struct {
 type Queue interface {
 	Send(ctx context.Context, m Message) error
 }
+
+// PhotoStore holds one photo per user (Azure block blobs under "photos/" in
+// the photo container), with its content type.
+//
+// Error contract: ENOTFOUND when OpenPhoto finds no photo, EINVALID for a
+// user id that cannot be a blob name or a size that does not match the data,
+// ETHROTTLED / EUNAVAILABLE for transient failures, EINTERNAL wrapping the
+// operation otherwise.
+type PhotoStore interface {
+	// PutPhoto stores (or replaces) the user's photo, streaming exactly size
+	// bytes from r, and keeps contentType.
+	PutPhoto(ctx context.Context, userID, contentType string, r io.Reader, size int64) error
+	// DeletePhoto removes the user's photo; a missing photo is not an error.
+	DeletePhoto(ctx context.Context, userID string) error
+	// OpenPhoto streams the user's photo; the caller closes the reader.
+	OpenPhoto(ctx context.Context, userID string) (rc io.ReadCloser, contentType string, size int64, err error)
+}

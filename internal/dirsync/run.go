@@ -74,6 +74,17 @@ type Counters struct {
 	MembersRemoved int64 `json:"membersRemoved"`
 	// SkippedBy counts skipped users per missing required field.
 	SkippedBy map[string]int64 `json:"skippedBy,omitempty"`
+	// Photo sync (photos.go): users whose photo metadata was checked,
+	// photos downloaded and stored, removed (gone in Entra), and skipped
+	// (over photoMaxBytes); PhotoRequests counts the Graph HTTP requests the
+	// photo phase sent ($batch posts and downloads), PhotoUnits the
+	// resource units they cost (each request inside a $batch is one).
+	PhotosChecked int64 `json:"photosChecked,omitempty"`
+	PhotosFetched int64 `json:"photosFetched,omitempty"`
+	PhotosRemoved int64 `json:"photosRemoved,omitempty"`
+	PhotosSkipped int64 `json:"photosSkipped,omitempty"`
+	PhotoRequests int64 `json:"photoRequests,omitempty"`
+	PhotoUnits    int64 `json:"photoUnits,omitempty"`
 }
 
 func (c *Counters) add(o Counters) {
@@ -88,6 +99,12 @@ func (c *Counters) add(o Counters) {
 	c.OutOfScope += o.OutOfScope
 	c.MembersAdded += o.MembersAdded
 	c.MembersRemoved += o.MembersRemoved
+	c.PhotosChecked += o.PhotosChecked
+	c.PhotosFetched += o.PhotosFetched
+	c.PhotosRemoved += o.PhotosRemoved
+	c.PhotosSkipped += o.PhotosSkipped
+	c.PhotoRequests += o.PhotoRequests
+	c.PhotoUnits += o.PhotoUnits
 	for k, v := range o.SkippedBy {
 		if c.SkippedBy == nil {
 			c.SkippedBy = map[string]int64{}
@@ -110,6 +127,12 @@ func (c Counters) props(p map[string]any) {
 	p["c_seen"], p["c_added"], p["c_updated"], p["c_unchanged"] = c.Seen, c.Added, c.Updated, c.Unchanged
 	p["c_deleted"], p["c_duplicate"], p["c_skipped"], p["c_failed"] = c.Deleted, c.Duplicate, c.Skipped, c.Failed
 	p["c_outOfScope"], p["c_joined"], p["c_left"] = c.OutOfScope, c.MembersAdded, c.MembersRemoved
+	for k, v := range map[string]int64{"c_ph_checked": c.PhotosChecked, "c_ph_fetched": c.PhotosFetched, "c_ph_removed": c.PhotosRemoved,
+		"c_ph_skipped": c.PhotosSkipped, "c_ph_requests": c.PhotoRequests, "c_ph_units": c.PhotoUnits} {
+		if v != 0 {
+			p[k] = v // only when photos ran: most records never carry them
+		}
+	}
 	for k, v := range c.SkippedBy {
 		p["s_"+k] = v
 	}
@@ -120,6 +143,8 @@ func countersFrom(e Entity) Counters {
 		Seen: e.Int("c_seen"), Added: e.Int("c_added"), Updated: e.Int("c_updated"), Unchanged: e.Int("c_unchanged"),
 		Deleted: e.Int("c_deleted"), Duplicate: e.Int("c_duplicate"), Skipped: e.Int("c_skipped"), Failed: e.Int("c_failed"),
 		OutOfScope: e.Int("c_outOfScope"), MembersAdded: e.Int("c_joined"), MembersRemoved: e.Int("c_left"),
+		PhotosChecked: e.Int("c_ph_checked"), PhotosFetched: e.Int("c_ph_fetched"), PhotosRemoved: e.Int("c_ph_removed"),
+		PhotosSkipped: e.Int("c_ph_skipped"), PhotoRequests: e.Int("c_ph_requests"), PhotoUnits: e.Int("c_ph_units"),
 	}
 	for k := range e.Props {
 		if strings.HasPrefix(k, "s_") {

@@ -46,7 +46,21 @@ type Settings struct {
 	MirrorGroups bool `json:"mirrorGroups"`
 	// PageSize is the number of users asked of Graph per page (1..999).
 	PageSize int `json:"pageSize"`
+	// PhotoSync keeps each active user's photo in Blob Storage (photos.go):
+	// checked by ETag for users a run adds or changes and for a rolling
+	// slice of everyone else, so every photo is checked once a day.
+	PhotoSync bool `json:"photoSync"`
+	// PhotoMaxBytes is the largest photo stored (1 KiB..20 MiB, default
+	// 4 MiB); a larger one is skipped with the reason logged.
+	PhotoMaxBytes int64 `json:"photoMaxBytes"`
 }
+
+// Photo size limits (Settings.PhotoMaxBytes).
+const (
+	DefaultPhotoMaxBytes = 4 << 20
+	MinPhotoMaxBytes     = 1 << 10
+	MaxPhotoMaxBytes     = 20 << 20
+)
 
 // FieldMapping maps one directory field to a Graph attribute or a constant.
 type FieldMapping struct {
@@ -122,6 +136,7 @@ func DefaultSettings() Settings {
 		EmailField:        "email",
 		DeletionThreshold: DeletionThreshold{Enabled: true, MaxCount: 500, MaxPercent: 10},
 		PageSize:          200,
+		PhotoMaxBytes:     DefaultPhotoMaxBytes,
 	}
 }
 
@@ -221,6 +236,10 @@ func (s Settings) Validate() error {
 	if s.PageSize < 1 || s.PageSize > 999 {
 		return bad("pageSize", "%d is out of range; use 1 to 999 (200 is a good default)", s.PageSize)
 	}
+	if s.PhotoMaxBytes < MinPhotoMaxBytes || s.PhotoMaxBytes > MaxPhotoMaxBytes {
+		return bad("photoMaxBytes", "%d is out of range; use %d (1 KiB) to %d (20 MiB) bytes (%d, 4 MiB, is the default; Entra's photos are at most a few MiB)",
+			s.PhotoMaxBytes, MinPhotoMaxBytes, MaxPhotoMaxBytes, DefaultPhotoMaxBytes)
+	}
 	return nil
 }
 
@@ -280,7 +299,8 @@ func (s Settings) SelectAttributes() []string {
 
 // ShapeHash identifies what a sync produces: mapping, required fields, email
 // field and scope. When it differs from the one the delta token was taken
-// with, the next run must be a full one.
+// with, the next run must be a full one. The photo settings are not part of
+// it: turning photo sync on must not force a full user sync.
 func (s Settings) ShapeHash() string {
 	shape := struct {
 		M []FieldMapping
@@ -397,6 +417,8 @@ func DecodeSettings(b []byte) (Settings, error) {
 		"scopeRule":         func() { s.ScopeRule = def.ScopeRule },
 		"mirrorGroups":      func() { s.MirrorGroups = def.MirrorGroups },
 		"pageSize":          func() { s.PageSize = def.PageSize },
+		"photoSync":         func() { s.PhotoSync = def.PhotoSync },
+		"photoMaxBytes":     func() { s.PhotoMaxBytes = def.PhotoMaxBytes },
 	} {
 		if _, ok := present[name]; !ok {
 			fill()

@@ -1,6 +1,9 @@
 package dirsync
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Removal reasons Graph gives in "@removed" for users and group members.
 const (
@@ -122,6 +125,42 @@ type Source interface {
 	User(ctx context.Context, id string, selectAttrs []string) (SourceUser, error)
 	// UserPhoto returns the photo's metadata (ENOTFOUND when there is none).
 	UserPhoto(ctx context.Context, id string) (PhotoInfo, error)
+	// UserPhotos returns the photo metadata of up to MaxPhotoBatch users in
+	// one round trip (Graph's JSON batching: each inner request still costs
+	// its resource unit). infos holds the users that have a photo; errs holds
+	// a per-user error (ENOTFOUND: no photo; ETHROTTLED with RetryAfter: that
+	// request was throttled inside the batch; any code of the contract);
+	// every id is in exactly one of them unless err, the failure of the
+	// whole batch, is set.
+	UserPhotos(ctx context.Context, ids []string) (infos map[string]PhotoInfo, errs map[string]error, err error)
 	// UserPhotoData returns the photo's bytes (ENOTFOUND when there is none).
-	UserPhotoData(ctx context.Context, id string) ([]byte, error)
+	// A photo larger than maxBytes is not read past the limit: the error is
+	// EINVALID wrapping *PhotoTooLargeError (its Size is -1 when Graph did
+	// not say).
+	UserPhotoData(ctx context.Context, id string, maxBytes int64) ([]byte, error)
+}
+
+// MaxPhotoBatch is the most users one Source.UserPhotos call takes (Graph's
+// JSON batching limit, 20 requests).
+const MaxPhotoBatch = 20
+
+// PhotoTooLargeError says a photo exceeds the size limit it was read with.
+type PhotoTooLargeError struct {
+	Size  int64 // the photo's size, -1 when unknown
+	Limit int64
+}
+
+func (e *PhotoTooLargeError) Error() string {
+	if e.Size < 0 {
+		return fmt.Sprintf("the photo is larger than the limit of %d bytes", e.Limit)
+	}
+	return fmt.Sprintf("the photo has %d bytes, more than the limit of %d bytes", e.Size, e.Limit)
+}
+
+// PhotoTooLarge returns the error UserPhotoData implementations return for
+// a photo over the limit.
+func PhotoTooLarge(id string, size, limit int64) error {
+	tl := &PhotoTooLargeError{Size: size, Limit: limit}
+	return &Error{Code: EINVALID, Message: fmt.Sprintf("the photo of user %s is too large: %s", id, tl.Error()),
+		Hint: "Raise photoMaxBytes in the settings (at most 20 MiB) or ask the user for a smaller photo.", Err: tl}
 }

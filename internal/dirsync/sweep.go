@@ -58,10 +58,11 @@ func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) e
 	if q.Continuation == "" {
 		next.Bucket++
 		if next.Bucket >= UserBuckets {
-			if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = PhaseDeciding; return nil }); err != nil {
+			var phase string
+			next, phase = e.afterUsers(s, w)
+			if _, err := e.advance(ctx, w, func(r *Run) error { r.Phase = phase; return nil }); err != nil {
 				return err
 			}
-			next = w.next(WorkDecide)
 		}
 	}
 	return e.send(ctx, next, zeroTime)

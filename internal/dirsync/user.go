@@ -54,7 +54,16 @@ type User struct {
 	// MemberDiff lists the groups whose membership the row's last write
 	// changed: the index entries that write has to set (members_index.go).
 	MemberDiff []string `json:"-"`
-	ETag       string   `json:"-"`
+	// The photo as last stored by photo sync (photos.go): its Graph ETag
+	// (@odata.mediaEtag), size in bytes and content type; PhotoBy is the run
+	// that last changed these fields, PhotoSkipped why the photo with that
+	// ETag is not stored ("" when it is).
+	PhotoETag    string `json:"photoETag,omitempty"`
+	PhotoSize    int64  `json:"photoSize,omitempty"`
+	PhotoType    string `json:"photoType,omitempty"`
+	PhotoBy      int64  `json:"-"`
+	PhotoSkipped string `json:"photoSkipped,omitempty"`
+	ETag         string `json:"-"`
 }
 
 // maxFieldChars bounds one mapped value. Graph attributes are far shorter;
@@ -228,6 +237,9 @@ func userToEntity(u User) Entity {
 	if len(u.MemberDiff) > 0 {
 		p["memberDiff"] = strings.Join(u.MemberDiff, ",")
 	}
+	if u.PhotoETag != "" || u.PhotoBy != 0 {
+		p["photoETag"], p["photoSize"], p["photoType"], p["photoBy"], p["photoSkipped"] = u.PhotoETag, u.PhotoSize, u.PhotoType, u.PhotoBy, u.PhotoSkipped
+	}
 	for k, v := range map[string]string{"reason": u.Reason, "duplicateOf": u.DuplicateOf, "email": u.Email, "upn": u.UPN, "missing": u.Missing, "memberVer": u.MemberVer} {
 		if v != "" {
 			p[k] = v
@@ -249,6 +261,7 @@ func userFromEntity(e Entity) User {
 		PageSeq: e.Int("pageSeq"), Action: e.Str("action"), AddedBy: e.Int("addedBy"), UpdatedBy: e.Int("updatedBy"), CreatedAt: e.Time("createdAt"),
 		ChangedAt: e.Time("changedAt"), ETag: e.ETag, Fields: map[string]string{}, MemberVer: e.Str("memberVer"),
 	}
+	u.PhotoETag, u.PhotoSize, u.PhotoType, u.PhotoBy, u.PhotoSkipped = e.Str("photoETag"), e.Int("photoSize"), e.Str("photoType"), e.Int("photoBy"), e.Str("photoSkipped")
 	if g := e.Str("groups"); g != "" {
 		u.Groups = strings.Split(g, ",")
 	}

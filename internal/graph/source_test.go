@@ -704,7 +704,7 @@ func TestUserAndPhoto(t *testing.T) {
 	if info.ETag == "" || info.ContentType != "image/jpeg" || info.Width != 64 || info.Height != 48 {
 		t.Errorf("UserPhoto = %+v, want an ETag, image/jpeg, 64x48", info)
 	}
-	gotData, err := src.UserPhotoData(ctx, u.ID)
+	gotData, err := src.UserPhotoData(ctx, u.ID, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -720,7 +720,7 @@ func TestUserAndPhoto(t *testing.T) {
 	if _, err := src.UserPhoto(ctx, u.ID); dirsync.ErrorCode(err) != dirsync.ENOTFOUND {
 		t.Errorf("UserPhoto without photo: got %v, want ENOTFOUND", err)
 	}
-	if _, err := src.UserPhotoData(ctx, u.ID); dirsync.ErrorCode(err) != dirsync.ENOTFOUND {
+	if _, err := src.UserPhotoData(ctx, u.ID, 1<<20); dirsync.ErrorCode(err) != dirsync.ENOTFOUND {
 		t.Errorf("UserPhotoData without photo: got %v, want ENOTFOUND", err)
 	}
 }

@@ -45,6 +45,10 @@ const (
 // number of attempts even when the SDK error lost them (a malformed error
 // body yields an error with no status).
 type exchange struct {
+	// limit, when set, bounds a successful answer's body: a larger one is
+	// not read past it (a photo over photoMaxBytes), and fails with
+	// *tooLargeError.
+	limit    int64
 	attempts int
 	status   int
 	header   http.Header
@@ -148,6 +152,22 @@ func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
 		return nil, t.classify(ctx, err)
 	}
 	defer resp.Body.Close()
+	if ex := exchangeFrom(req.Context()); ex != nil && ex.limit > 0 && resp.StatusCode == http.StatusOK {
+		if resp.ContentLength > ex.limit {
+			return nil, &tooLargeError{size: resp.ContentLength, limit: ex.limit}
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, ex.limit+1))
+		if err != nil {
+			return nil, t.classify(ctx, err)
+		}
+		if int64(len(body)) > ex.limit {
+			return nil, &tooLargeError{size: -1, limit: ex.limit}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		return resp, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err != nil {
 		return nil, t.classify(ctx, err)
@@ -163,6 +183,14 @@ func (t *retryTransport) attempt(req *http.Request) (*http.Response, error) {
 }
 
 var errAttemptTimeout = errors.New("no answer within the request timeout")
+
+// tooLargeError is an answer whose body exceeds the exchange's limit; size
+// is -1 when the server sent no Content-Length.
+type tooLargeError struct{ size, limit int64 }
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("graph: the answer is larger than %d bytes", e.limit)
+}
 
 func (t *retryTransport) classify(ctx context.Context, err error) error {
 	if context.Cause(ctx) == errAttemptTimeout {

@@ -144,7 +144,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		u, _ := t.User(segs[1])
 		writeJSON(w, http.StatusOK, "application/json", u)
 	case route == "users" && n == 3 && segs[2] == "photo" && m == http.MethodPut:
-		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<20))
+		data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlPhoto))
 		if err != nil {
 			controlError(w, http.StatusBadRequest, "invalidRequest", "cannot read the photo: "+err.Error())
 			return

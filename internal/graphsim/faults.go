@@ -52,7 +52,7 @@ const (
 
 var faultRoutes = []string{
 	RouteAll, RouteToken, RouteDiscovery, RouteUsersDelta, RouteGroupsDelta, RouteUsers, RouteUser,
-	RouteUserManager, RouteUserPhoto, RouteUserPhotoValue, RouteGroup, RouteTransitiveMember,
+	RouteUserManager, RouteUserPhoto, RouteUserPhotoValue, RouteGroup, RouteTransitiveMember, RouteBatch,
 }
 
 var faultKinds = []string{
@@ -283,8 +283,11 @@ func (t *Tenant) spend(app string) (wait time.Duration, ok bool) {
 // Stats counts what the simulator answered since it started.
 type Stats struct {
 	// Requests counts requests per route (see the Route constants; the
-	// control API is "_sim", unknown paths "unknown").
+	// control API is "_sim", unknown paths "unknown"). A $batch counts as
+	// one "$batch" request plus each inner request under its own route.
 	Requests map[string]int `json:"requests"`
+	// Batched counts the requests that arrived inside a $batch.
+	Batched int `json:"batched"`
 	// Statuses counts answers per HTTP status code.
 	Statuses map[int]int `json:"statuses"`
 	// Throttled counts 429 answers from the RequestsPer10s budget.
@@ -301,6 +304,7 @@ type Stats struct {
 }
 
 type statsData struct {
+	batched      int
 	requests     map[string]int
 	statuses     map[int]int
 	faults       map[string]int
@@ -329,6 +333,7 @@ func (t *Tenant) Stats() Stats {
 		TokensIssued:          t.stats.issued,
 		TokenRequestsRejected: t.stats.rejected,
 		Unauthorized:          t.stats.unauthorized,
+		Batched:               t.stats.batched,
 	}
 }
 

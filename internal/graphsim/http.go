@@ -169,6 +169,8 @@ func castOf(seg string) string {
 func graphRoute(segs []string) string {
 	n := len(segs)
 	switch {
+	case n == 1 && segs[0] == "$batch":
+		return RouteBatch
 	case n == 1 && segs[0] == "users":
 		return RouteUsers
 	case n == 2 && segs[0] == "users" && isDeltaSegment(segs[1]):
@@ -268,7 +270,7 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 // serveGraph runs a Graph request through authentication, fault injection
 // and the throttling budget, then to its handler.
 func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, c *call) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !(c.route == RouteBatch && r.Method == http.MethodPost) {
 		graphError(w, c, http.StatusMethodNotAllowed, "Request_BadRequest",
 			fmt.Sprintf("The simulator's Graph is read-only: %s is not supported. Change the tenant through /_sim/.", r.Method))
 		return
@@ -285,6 +287,10 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request, c *call) {
 		if done := s.applyGraphFault(w, r, c, f); done {
 			return
 		}
+	}
+	if c.route == RouteBatch {
+		s.handleBatch(w, r, c) // each inner request spends its own budget
+		return
 	}
 	if wait, ok := s.tenant.spend(app); !ok {
 		w.Header().Set("Retry-After", retryAfterHeader(max(wait, time.Second)))

@@ -10,6 +10,7 @@ import (
 	"github.com/entrasync/entrasync/internal/devhost"
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/graphsim"
+	"github.com/entrasync/entrasync/internal/testenv"
 )
 
 // TestEveryRouteThroughTheHostWithBothRoles calls every API route through
@@ -20,14 +21,29 @@ import (
 // host's master key (which is no API key) are all 401. Support may read and
 // is refused every write naming the admin role; admin reads everything.
 func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
-	e := start(t, graphsim.Config{Users: 40, Seed: 21, PageSize: 20}, devhost.Options{})
+	e := start(t, graphsim.Config{Users: 40, Seed: 21, PageSize: 20}, devhost.Options{},
+		map[string]string{"PHOTO_CONTAINER": testenv.UniqueName(t, "photos")})
+	// Photo sync on, so that GET /api/users/{id}/photo has a photo to serve.
+	resp, body, err := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodGet, "/settings", nil, nil)
+	must(t, err)
+	var on dirsync.Settings
+	must(t, jsonUnmarshal(body, &on))
+	on.PhotoSync = true
+	resp, body, err = e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodPut, "/settings", on, http.Header{"If-Match": {resp.Header.Get("ETag")}})
+	must(t, err)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT settings: %d %s", resp.StatusCode, body)
+	}
 	run := e.sync(false)
 	var userID string
 	for id, u := range e.directory() {
-		if u.Status == dirsync.StatusActive {
+		if u.Status == dirsync.StatusActive && u.PhotoETag != "" && u.PhotoSkipped == "" {
 			userID = id
 			break
 		}
+	}
+	if userID == "" {
+		t.Fatal("no active user with a stored photo in the generated tenant")
 	}
 	// A dynamic group for the /groups/{id} routes. Its creation starts a
 	// run, which is waited for so that nothing below finds it in the way.
@@ -117,7 +133,7 @@ func TestEveryRouteThroughTheHostWithBothRoles(t *testing.T) {
 	}
 	// Settings are saved with optimistic concurrency: no If-Match is 428, a
 	// stale ETag 412, and neither changes anything.
-	resp, body, err := e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodGet, "/settings", nil, nil)
+	resp, body, err = e.stack.Do(e.ctx, e.stack.AdminKey, http.MethodGet, "/settings", nil, nil)
 	must(t, err)
 	var s dirsync.Settings
 	must(t, jsonUnmarshal(body, &s))

@@ -16,6 +16,7 @@ type Env struct {
 	Logs   *Logs
 	Queue  *Queue
 	Source *Source
+	Photos *Photos
 	// Clock is the engine's clock; it starts at 2026-11-23 10:00 UTC.
 	Clock *Clock
 	// Engine runs on the doubles above. A test may replace one of its ports
@@ -28,9 +29,9 @@ type Env struct {
 // NewEngine returns an engine on fresh doubles, with the engine's own
 // defaults for everything else (settings included).
 func NewEngine(t testing.TB) *Env {
-	e := &Env{Store: NewStore(), Logs: NewLogs(), Queue: NewQueue(), Source: NewSource(),
+	e := &Env{Store: NewStore(), Logs: NewLogs(), Queue: NewQueue(), Source: NewSource(), Photos: NewPhotos(),
 		Clock: NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)), t: t}
-	e.Engine = &dirsync.Engine{Store: e.Store, Logs: e.Logs, Queue: e.Queue, Source: e.Source, Now: e.Clock.Now, Sleep: e.Clock.Advance}
+	e.Engine = &dirsync.Engine{Store: e.Store, Logs: e.Logs, Queue: e.Queue, Source: e.Source, Photos: e.Photos, Now: e.Clock.Now, Sleep: e.Clock.Advance}
 	return e
 }
 

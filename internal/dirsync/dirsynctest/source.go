@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
@@ -54,6 +56,24 @@ type Source struct {
 	// GroupCalls counts those calls.
 	GroupErrs  []error
 	GroupCalls int
+	photos map[string]fakePhoto
+	photoV int
+	// PhotoErrs are returned, in order, by the next UserPhotos calls (the
+	// whole batch fails); ThrottlePhotos makes the next n requests inside
+	// batches answer 429 (ETHROTTLED, RetryAfter 5 s).
+	PhotoErrs      []error
+	ThrottlePhotos int
+	// PhotoBatches and PhotoDownloads count UserPhotos and UserPhotoData
+	// calls; PhotoChecks the users asked about in batches.
+	PhotoBatches, PhotoDownloads, PhotoChecks int
+	// PhotoAsked lists every id asked about in batches, in order.
+	PhotoAsked []string
+}
+
+type fakePhoto struct {
+	data        []byte
+	contentType string
+	etag        string
 }
 
 type snapshot struct {
@@ -256,10 +276,89 @@ func (s *Source) User(ctx context.Context, id string, sel []string) (dirsync.Sou
 	return dirsync.SourceUser{ID: id, Attributes: maps.Clone(a)}, nil
 }
 
-func (s *Source) UserPhoto(ctx context.Context, id string) (dirsync.PhotoInfo, error) {
-	return dirsync.PhotoInfo{}, dirsync.Errorf(dirsync.ENOTFOUND, "no photo")
+// SetPhoto gives user id a photo (or a new one: a new ETag each time).
+func (s *Source) SetPhoto(id string, data []byte, contentType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.photos == nil {
+		s.photos = map[string]fakePhoto{}
+	}
+	s.photoV++
+	s.photos[id] = fakePhoto{data: slices.Clone(data), contentType: contentType, etag: fmt.Sprintf("W/\"photo-%d\"", s.photoV)}
 }
 
-func (s *Source) UserPhotoData(ctx context.Context, id string) ([]byte, error) {
-	return nil, dirsync.Errorf(dirsync.ENOTFOUND, "no photo")
+// RemovePhoto removes user id's photo.
+func (s *Source) RemovePhoto(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.photos, id)
+}
+
+// Photo returns user id's photo and its ETag ("" when none).
+func (s *Source) Photo(id string) (data []byte, contentType, etag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.photos[id]
+	return slices.Clone(p.data), p.contentType, p.etag
+}
+
+func (s *Source) photoInfo(id string) (dirsync.PhotoInfo, error) {
+	p, ok := s.photos[id]
+	if _, user := s.users[id]; !ok || !user {
+		return dirsync.PhotoInfo{}, dirsync.Errorf(dirsync.ENOTFOUND, "user %s has no photo", id)
+	}
+	return dirsync.PhotoInfo{ETag: p.etag, ContentType: p.contentType, Width: 48, Height: 48}, nil
+}
+
+func (s *Source) UserPhoto(ctx context.Context, id string) (dirsync.PhotoInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.photoInfo(id)
+}
+
+func (s *Source) UserPhotos(ctx context.Context, ids []string) (map[string]dirsync.PhotoInfo, map[string]error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.PhotoBatches++
+	if len(s.PhotoErrs) > 0 {
+		err := s.PhotoErrs[0]
+		s.PhotoErrs = s.PhotoErrs[1:]
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(ids) > dirsync.MaxPhotoBatch {
+		return nil, nil, dirsync.Errorf(dirsync.EINVALID, "a batch holds at most %d requests, got %d", dirsync.MaxPhotoBatch, len(ids))
+	}
+	infos, errs := map[string]dirsync.PhotoInfo{}, map[string]error{}
+	for _, id := range ids {
+		s.PhotoChecks++
+		s.PhotoAsked = append(s.PhotoAsked, id)
+		if s.ThrottlePhotos > 0 {
+			s.ThrottlePhotos--
+			errs[id] = &dirsync.Error{Code: dirsync.ETHROTTLED, Message: "throttled inside the batch", RetryAfter: 5 * time.Second}
+			continue
+		}
+		info, err := s.photoInfo(id)
+		if err != nil {
+			errs[id] = err
+		} else {
+			infos[id] = info
+		}
+	}
+	return infos, errs, nil
+}
+
+func (s *Source) UserPhotoData(ctx context.Context, id string, maxBytes int64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.PhotoDownloads++
+	if _, err := s.photoInfo(id); err != nil {
+		return nil, err
+	}
+	p := s.photos[id]
+	if int64(len(p.data)) > maxBytes {
+		return nil, dirsync.PhotoTooLarge(id, int64(len(p.data)), maxBytes)
+	}
+	return slices.Clone(p.data), nil
 }

@@ -141,6 +141,8 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
   const userScope = h('textarea', { id: 'set-userscope', rows: 3, cols: 40, 'data-path': 'userScope', spellcheck: 'false' }, (s.userScope || []).join('\n'));
   const scopeRule = h('textarea', { id: 'set-scoperule', rows: 2, cols: 60, 'data-path': 'scopeRule', spellcheck: 'false' }, s.scopeRule || '');
   const mirror = h('input', { type: 'checkbox', id: 'set-mirror', checked: !!s.mirrorGroups, 'data-path': 'mirrorGroups' });
+  const photoSync = h('input', { type: 'checkbox', id: 'set-photosync', checked: !!s.photoSync, 'data-path': 'photoSync' });
+  const photoMax = h('input', { type: 'number', id: 'set-photomax', min: 1024, max: 20971520, value: s.photoMaxBytes ?? 4194304, 'data-path': 'photoMaxBytes' });
 
   function doc() {
     return {
@@ -161,6 +163,8 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
       scopeRule: scopeRule.value.trim(),
       mirrorGroups: mirror.checked,
       pageSize: Number(pageSize.value || 0),
+      photoSync: photoSync.checked,
+      photoMaxBytes: Number(photoMax.value || 0),
     };
   }
 
@@ -260,7 +264,9 @@ function edit(ctx, body, isAdmin, s, etag, notice) {
     h('section', { class: 'card', 'aria-labelledby': 'sec-sync' },
       h('h2', { id: 'sec-sync' }, 'Sync'),
       h('div', { class: 'switch-row' }, enabled, h('label', { for: 'set-enabled' }, 'Enabled: scheduled and manual syncs run')),
-      field('Users per Graph page (1 to 999)', pageSize)),
+      field('Users per Graph page (1 to 999)', pageSize),
+      h('div', { class: 'switch-row' }, photoSync, h('label', { for: 'set-photosync' }, 'Photo sync: keep users\' photos (checked daily by ETag)')),
+      field('Largest photo stored, in bytes (1024 to 20971520)', photoMax)),
     h('section', { class: 'card', 'aria-labelledby': 'sec-map' },
       h('h2', { id: 'sec-map' }, 'Attribute mapping'),
       h('p', {}, 'Each directory field comes from a Graph user attribute (with an optional fallback attribute when the user has no value) or is a constant. Sensitive fields keep their values out of run logs. A user missing a required field is skipped, with the reason logged.'),
