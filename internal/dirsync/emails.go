@@ -155,7 +155,7 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 		if err := e.resyncMembers(ctx, cur); err != nil {
 			return err
 		}
-		prepareMembers(&cur, &u, 0, 0)
+		prepareMembers(&cur, &u, cur.RunSeq, cur.PageSeq)
 		if err := e.replaceUser(ctx, u, StatusDuplicate); err != nil {
 			return fmt.Errorf("promote duplicate %s: %w", wid, err)
 		}
@@ -213,7 +213,7 @@ func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr u
 	if err := e.resyncMembers(ctx, cur); err != nil {
 		return err
 	}
-	prepareMembers(&cur, &promoted, 0, 0)
+	prepareMembers(&cur, &promoted, cur.RunSeq, cur.PageSeq)
 	if err := e.replaceUser(ctx, promoted, cur.Status); err != nil {
 		return fmt.Errorf("promote %s: %w", u.ID, err)
 	}
@@ -248,7 +248,7 @@ func (e *Engine) finishPromotion(ctx context.Context, s Settings, owner, email, 
 	if err := e.resyncMembers(ctx, cur); err != nil {
 		return err
 	}
-	prepareMembers(&cur, &u, 0, 0)
+	prepareMembers(&cur, &u, cur.RunSeq, cur.PageSeq)
 	if err := e.replaceUser(ctx, u, StatusDuplicate); err != nil {
 		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
 			return &Error{Code: EUNAVAILABLE, Message: "a waiting duplicate changed while it was promoted; retrying", Err: err}
@@ -283,7 +283,7 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 	if err := e.resyncMembers(ctx, u); err != nil {
 		return false, err
 	}
-	prepareMembers(&u, &promoted, 0, 0)
+	prepareMembers(&u, &promoted, u.RunSeq, u.PageSeq)
 	if err := e.replaceUser(ctx, promoted, u.Status); err != nil {
 		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a duplicate changed while it was promoted; counting again", Err: err}

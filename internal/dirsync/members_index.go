@@ -46,13 +46,20 @@ func (u User) Memberships() []string {
 // stamp, then a counter for rewrites under the same stamp. Zero-padded so
 // versions compare as strings.
 func memberVer(runSeq, stamp int64, n int) string {
-	return fmt.Sprintf("%019d.%019d.%06d", runSeq, stamp, n)
+	// Stamps can be negative (on demand, before a running run's pages):
+	// offset so that every stamp prints as a non-negative number.
+	return fmt.Sprintf("%019d.%019d.%06d", runSeq, stamp+memberVerOffset, n)
 }
+
+const memberVerOffset = int64(1) << 61
 
 // bumpMemberVer returns a version greater than old for a write by
 // (runSeq, stamp): the writer's own version when that is greater, else
 // old's with its counter incremented (a retry, a promotion, a deletion of a
-// row a later page already wrote).
+// row a later page already wrote). A writer that is not a page (a
+// promotion) passes the row's own stamp: a row deleted and created again
+// starts its versions afresh, and only the stamp of the page that created
+// it orders them after the deleted one's tombstones.
 func bumpMemberVer(old string, runSeq, stamp int64) string {
 	mine := memberVer(runSeq, stamp, 0)
 	if mine > old {
@@ -65,7 +72,7 @@ func bumpMemberVer(old string, runSeq, stamp int64) string {
 	r, _ := strconv.ParseInt(parts[0], 10, 64)
 	s, _ := strconv.ParseInt(parts[1], 10, 64)
 	n, _ := strconv.Atoi(parts[2])
-	return memberVer(r, s, n+1)
+	return memberVer(r, s-memberVerOffset, n+1)
 }
 
 // prepareMembers versions the write of next over prev (the row as read, or

@@ -137,10 +137,12 @@ func (e *Engine) startOnDemand(ctx context.Context, s Settings, who string) (Run
 	stamp := onDemandAfter + now.UnixMilli()
 	if active, err := e.ActiveRun(ctx); err != nil {
 		return Run{}, err
-	} else if active != nil {
-		// A run holds the lock: its pages must win (a run that has only
-		// just started has no row yet, and no known number: it is the
-		// latest one).
+	} else if active != nil && readingUsers(active.Phase) {
+		// A run holds the lock and reads users: its pages must win (a run
+		// that has only just started has no row yet, and no known number:
+		// it is the latest one). Once its pages are applied (deciding,
+		// deleting, ...), this write orders after them, so a deletion the
+		// run decided before finds the user written since, and keeps it.
 		stamp = onDemandBefore + now.UnixMilli()
 	}
 	groups, err := e.dynamicGroups(ctx)
@@ -341,4 +343,13 @@ func (r Run) claimSeq() int64 {
 		return -r.Seq
 	}
 	return r.Seq
+}
+
+// readingUsers reports whether a run in this phase may still apply pages.
+func readingUsers(phase string) bool {
+	switch phase {
+	case PhaseDeciding, PhaseDeleting, PhaseCounting, PhaseFinishing, PhaseDone, PhasePhotos:
+		return false
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package dirsynctest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -137,6 +138,8 @@ type Sim struct {
 	quiet        bool
 	// groups are the dynamic groups' rules by id, as admins last saved them.
 	groups map[string]string
+	// photos is the photo store when the scenario syncs photos.
+	photos *Photos
 	// scopeRule is the settings' scoping rule (it does not change during a
 	// scenario); scopeExit is when each user last left its scope.
 	scopeRule *rules.Rule
@@ -217,6 +220,16 @@ func NewSim(cfg SimConfig) *Sim {
 	st, etag, _ := s.Engine.Settings(ctx)
 	st.DeletionThreshold = dirsync.DeletionThreshold{Enabled: rng.Intn(2) == 0, MaxCount: 1 + rng.Intn(5)}
 	st.PageSize = s.Source.PageSize
+	if rng.Intn(4) == 0 {
+		s.photos = NewPhotos()
+		s.Engine.Photos = simPhotos{s.photos}
+		st.PhotoSync, st.PhotoMaxBytes = true, 1024
+		for _, id := range s.tenantIDs() {
+			if rng.Intn(2) == 0 {
+				s.setPhoto(id)
+			}
+		}
+	}
 	s.scopeExit = map[string]time.Time{}
 	if rng.Intn(4) == 0 {
 		st.ScopeRule = simScopeRules[rng.Intn(len(simScopeRules))]
@@ -349,6 +362,17 @@ func (s *Sim) mutateTenant() {
 		s.mutateGroups(ids)
 		return
 	}
+	if s.photos != nil && s.rng.Intn(4) == 0 {
+		id := pick()
+		if s.rng.Intn(3) == 0 {
+			s.Source.RemovePhoto(id)
+			s.report.Faults["photo_removed"]++
+		} else {
+			s.setPhoto(id)
+			s.report.Faults["photo_changed"]++
+		}
+		return
+	}
 	switch k := s.rng.Intn(7); {
 	case k == 0 || len(ids) < 2:
 		s.addUser()
@@ -415,6 +439,12 @@ func (s *Sim) mutateTenant() {
 		s.addUser()
 		s.report.Faults["tenant_add"]++
 	}
+}
+
+// setPhoto gives a user a new photo (sometimes over the size limit).
+func (s *Sim) setPhoto(id string) {
+	n := 1 + s.rng.Intn(1200)
+	s.Source.SetPhoto(id, bytes.Repeat([]byte{byte(s.rng.Intn(256))}, n), "image/jpeg")
 }
 
 // mutateGroups changes Entra group memberships: users join and leave,
@@ -801,6 +831,9 @@ func (s *Sim) Run() SimReport {
 		s.violate("the final sync on a quiet tenant ended %s: %s", final.Status, final.Error)
 	} else {
 		s.checkDirectory(ctx, final)
+		if s.photos != nil {
+			s.checkPhotos(ctx)
+		}
 	}
 	s.checkRunsSettled(ctx, "at the end")
 	s.checkLogs()
@@ -1061,6 +1094,41 @@ func (s *Sim) checkMemberships(ctx context.Context, final dirsync.Run, truth map
 	}
 }
 
+// checkPhotos: a day of syncs after the tenant went quiet, every active
+// user's stored photo is Entra's (none when Entra has none or it is over
+// the limit), and its row holds Entra's photo ETag.
+func (s *Sim) checkPhotos(ctx context.Context) {
+	s.report.Checks["photos_equal_truth"]++
+	for range 2 {
+		s.Clock.Advance(12 * time.Hour)
+		s.runAdmin(func(ctx context.Context) error {
+			_, err := s.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "sim"})
+			return err
+		})
+		s.drain(20000)
+	}
+	stored := s.photos.All()
+	for _, ent := range s.store.Rows(dirsync.TableUsers) {
+		if ent.RowKey == dirsync.CountsRowKey || ent.Str("status") != dirsync.StatusActive {
+			continue
+		}
+		id := ent.RowKey
+		data, ctype, etag := s.Source.Photo(id)
+		got, has := stored[id]
+		want := len(data) > 0 && len(data) <= 1024
+		switch {
+		case want && (!has || !bytes.Equal(got.Data, data) || got.ContentType != ctype):
+			s.violate("user %s: stored photo (%v, %d bytes) is not Entra's (%d bytes)", id, has, len(got.Data), len(data))
+		case !want && has:
+			s.violate("user %s: a photo is stored, Entra has none within the limit (%d bytes)", id, len(data))
+		}
+		u, _ := (&dirsync.Engine{Store: s.store}).GetUser(ctx, id)
+		if u.PhotoETag != etag {
+			s.violate("user %s: row photo ETag %q, Entra's %q", id, u.PhotoETag, etag)
+		}
+	}
+}
+
 // checkLogs: nothing sensitive in any run log.
 func (s *Sim) checkLogs() {
 	s.report.Checks["logs_without_secrets"]++
@@ -1316,6 +1384,44 @@ func (p *simSource) GroupTransitiveMembers(ctx context.Context, groupID, link st
 		p.sim.trace("transitive %s %q -> %d users %v groups next=%q err=%v (by %s)", groupID[len(groupID)-2:], link, len(page.UserIDs), page.GroupIDs, page.NextLink, err, workerOf(ctx).name)
 	}
 	return page, err
+}
+
+func (p *simSource) User(ctx context.Context, id string, sel []string) (dirsync.SourceUser, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return dirsync.SourceUser{}, err
+	}
+	return p.Source.User(ctx, id, sel)
+}
+
+func (p *simSource) UserPhotos(ctx context.Context, ids []string) (map[string]dirsync.PhotoInfo, map[string]error, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return nil, nil, err
+	}
+	return p.Source.UserPhotos(ctx, ids)
+}
+
+func (p *simSource) UserPhotoData(ctx context.Context, id string, maxBytes int64) ([]byte, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return nil, err
+	}
+	return p.Source.UserPhotoData(ctx, id, maxBytes)
+}
+
+// simPhotos makes every photo store call a scheduling point.
+type simPhotos struct{ *Photos }
+
+func (p simPhotos) PutPhoto(ctx context.Context, userID, contentType string, r io.Reader, size int64) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	return p.Photos.PutPhoto(ctx, userID, contentType, r, size)
+}
+
+func (p simPhotos) DeletePhoto(ctx context.Context, userID string) error {
+	if err := workerOf(ctx).point(); err != nil {
+		return err
+	}
+	return p.Photos.DeletePhoto(ctx, userID)
 }
 
 func (p *simSource) Group(ctx context.Context, id string) (dirsync.SourceGroup, error) {
