@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,6 +250,14 @@ func (h *Handler) postSync(c *call) (*response, error) {
 		return nil, h.conflict(c, err)
 	}
 	return accepted(run), nil
+}
+
+// runHeader names, on a settings save, the run it started.
+const runHeader = "Entrasync-Run"
+
+// scopeChanged reports whether who is synced changed.
+func scopeChanged(a, b dirsync.Settings) bool {
+	return !slices.Equal(a.GroupScope, b.GroupScope) || !slices.Equal(a.UserScope, b.UserScope) || a.ScopeRule != b.ScopeRule || a.MirrorGroups != b.MirrorGroups
 }
 
 // Sync request modes besides "full": a preview computes every change a
@@ -574,6 +583,7 @@ func (h *Handler) putSettings(c *call) (*response, error) {
 	if err := h.checkGroupScope(c.ctx, s.GroupScope); err != nil {
 		return nil, err
 	}
+	before, _, beforeErr := h.svc.Settings(c.ctx)
 	etag, err := h.svc.PutSettings(c.ctx, s, storedETag(ifMatch), c.caller.Name)
 	if err != nil {
 		return nil, err
@@ -584,6 +594,14 @@ func (h *Handler) putSettings(c *call) (*response, error) {
 	}
 	res := jsonResponse(http.StatusOK, saved)
 	res.header.Set("ETag", settingsETag(etag))
+	// A scope change starts the full run that reconciles the directory
+	// with the new scope (when sync is on and no run is going; otherwise
+	// the next run is full anyway). It never fails the save.
+	if beforeErr == nil && saved.Enabled && scopeChanged(before, saved) {
+		if run, err := h.svc.StartRun(c.ctx, dirsync.StartRequest{Trigger: dirsync.TriggerSettings, Mode: dirsync.ModeFull, RequestedBy: c.caller.Name}); err == nil {
+			res.header.Set(runHeader, run.ID)
+		}
+	}
 	return res, nil
 }
 

@@ -51,6 +51,8 @@ const (
 	TriggerManual   = "manual"
 	TriggerReset    = "reset"
 	TriggerPreview  = "preview"
+	// TriggerSettings is the full run a scope change starts.
+	TriggerSettings = "settings"
 	// TriggerGroups is a run started because an admin created, changed or
 	// deleted a group, so that membership is evaluated soon.
 	TriggerGroups = "groups"

@@ -14,6 +14,7 @@ import (
 	"github.com/entrasync/entrasync/internal/devhost"
 	"github.com/entrasync/entrasync/internal/dirsync"
 	"github.com/entrasync/entrasync/internal/graphsim"
+	"github.com/entrasync/entrasync/internal/localstack"
 )
 
 // These tests drive groups and scope end to end: the handler under the
@@ -59,13 +60,23 @@ func (e *e2e) members(groupID string) []string {
 	}
 }
 
-// changeSettings edits the settings through the API.
-func (e *e2e) changeSettings(edit func(s *dirsync.Settings)) {
+// changeSettings edits the settings through the API. A scope change
+// starts a run: it returns its id ("" when none started).
+func (e *e2e) changeSettings(edit func(s *dirsync.Settings)) string {
 	e.t.Helper()
 	var s dirsync.Settings
 	h := e.api("GET", "/settings", nil, nil, http.StatusOK, &s)
 	edit(&s)
-	e.api("PUT", "/settings", s, http.Header{"If-Match": {h.Get("ETag")}}, http.StatusOK, nil)
+	return e.api("PUT", "/settings", s, http.Header{"If-Match": {h.Get("ETag")}}, http.StatusOK, nil).Get("Entrasync-Run")
+}
+
+// syncAfter waits for the run a settings change started, or starts one.
+func (e *e2e) syncAfter(runID string) localstack.RunInfo {
+	e.t.Helper()
+	if runID != "" {
+		return e.wait(runID)
+	}
+	return e.sync(false)
 }
 
 func matching(users []graphsim.User, pred func(a map[string]any) bool) []string {
@@ -218,11 +229,14 @@ func TestScopeEndToEnd(t *testing.T) {
 	for i := range 55 {
 		scope = append(scope, group(fmt.Sprintf("Team %02d", i), ids[10+i]))
 	}
-	e.changeSettings(func(s *dirsync.Settings) {
+	started := e.changeSettings(func(s *dirsync.Settings) {
 		s.GroupScope, s.MirrorGroups = scope, true
 		s.DeletionThreshold = dirsync.DeletionThreshold{}
 	})
-	run := e.sync(false)
+	if started == "" {
+		t.Errorf("a scope change started no run")
+	}
+	run := e.syncAfter(started)
 	if run.Status != dirsync.RunSucceeded {
 		t.Fatalf("first run %s: %s %s", run.Status, run.Error, run.Hint)
 	}
@@ -272,11 +286,10 @@ func TestScopeEndToEnd(t *testing.T) {
 	// Selected users and a scoping rule combine with the groups.
 	selected, _ := tenant.User(ids[150])
 	excluded, _ := tenant.User(ids[0])
-	e.changeSettings(func(s *dirsync.Settings) {
+	run = e.syncAfter(e.changeSettings(func(s *dirsync.Settings) {
 		s.UserScope = []string{fmt.Sprint(selected.Attributes["userPrincipalName"])}
 		s.ScopeRule = `user.displayName -ne "` + fmt.Sprint(excluded.Attributes["displayName"]) + `"`
-	})
-	run = e.sync(false)
+	}))
 	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeFull {
 		t.Fatalf("run after the scope change %s/%s: %s", run.Status, run.Mode, run.Error)
 	}
