@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // A count item's Cursor says which of its two passes it is in:
@@ -67,25 +68,8 @@ func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkI
 		if err != nil {
 			return err
 		}
-		for _, wr := range page.Entities {
-			id := wr.Str("user")
-			if !validObjectID(id) {
-				continue
-			}
-			ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
-			if IsCode(err, ENOTFOUND) {
-				continue // a waiter left over; releaseEmail drops it
-			}
-			if err != nil {
-				return err
-			}
-			u := userFromEntity(ent)
-			if u.Status != StatusDuplicate || u.Email == "" || waiterKey(u.Email, u.ID) != wr.RowKey {
-				continue
-			}
-			if _, err := e.repairDuplicate(ctx, run, s, u, lb); err != nil {
-				return err
-			}
+		if err := e.repairPage(ctx, run, s, page.Entities, lb); err != nil {
+			return err
 		}
 		q.Continuation = page.Continuation
 		if q.Continuation == "" {
@@ -102,6 +86,72 @@ func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkI
 		next.Cursor = cursorCount
 	}
 	return e.send(ctx, next, zeroTime)
+}
+
+// repairPage checks a page of waiter rows. Waiters of different emails are
+// independent (a user waits for one email), so they are checked with bounded
+// concurrency; the waiters of one email are checked one after another, as a
+// promotion must be written before the next waiter checks that email's claim.
+func (e *Engine) repairPage(ctx context.Context, run Run, s Settings, waiters []Entity, lb *logBuffer) error {
+	var groups [][]Entity
+	last := ""
+	for _, wr := range waiters {
+		email := wr.RowKey[:strings.LastIndexByte(wr.RowKey, '|')+1]
+		if email != last || len(groups) == 0 {
+			groups = append(groups, nil)
+			last = email
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], wr)
+	}
+	lbs := make([]*logBuffer, len(groups))
+	errs := make([]error, len(groups))
+	sem := make(chan struct{}, e.concurrency())
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		lbs[i] = e.newLog(run, nil)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, wr := range g {
+				if errs[i] = e.repairWaiter(ctx, run, s, wr, lbs[i]); errs[i] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, l := range lbs {
+		lb.buf.Write(l.buf.Bytes())
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// repairWaiter promotes the duplicate of waiter row wr if its email is free.
+func (e *Engine) repairWaiter(ctx context.Context, run Run, s Settings, wr Entity, lb *logBuffer) error {
+	id := wr.Str("user")
+	if !validObjectID(id) {
+		return nil
+	}
+	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
+	if IsCode(err, ENOTFOUND) {
+		return nil // a waiter left over; releaseEmail drops it
+	}
+	if err != nil {
+		return err
+	}
+	u := userFromEntity(ent)
+	if u.Status != StatusDuplicate || u.Email == "" || waiterKey(u.Email, u.ID) != wr.RowKey {
+		return nil
+	}
+	_, err = e.repairDuplicate(ctx, run, s, u, lb)
+	return err
 }
 
 // countBucket records one bucket's counts row, or starts rebuilding it.
