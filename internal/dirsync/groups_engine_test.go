@@ -180,3 +180,33 @@ func TestScopeRuleAndSelectedUsers(t *testing.T) {
 		t.Errorf("directory with selected users (-want +got):\n%s", diff)
 	}
 }
+
+// A rule on an attribute no field maps is read from Graph all the same, and
+// kept on the row, so a later partial update of another attribute keeps it.
+func TestRuleOnAnUnmappedAttribute(t *testing.T) {
+	e := newEnv(t)
+	e.Seed(4)
+	e.setPerson(1, func(p map[string]string) { p["usageLocation"] = "NO" })
+	e.setPerson(2, func(p map[string]string) { p["usageLocation"] = "SE" })
+	e.Sync(dirsynctest.DrainOptions{})
+	const nordics = "00000000-0000-4000-9000-000000000002"
+	putDynamicGroup(t, e, nordics, "Norway", `user.usageLocation -eq "NO"`)
+	run := e.Sync(dirsynctest.DrainOptions{})
+	if run.Mode != dirsync.ModeFull {
+		t.Errorf("a rule reading an attribute the rows do not hold: run %s, want full", run.Mode)
+	}
+	if diff := cmp.Diff([]string{uid(1)}, e.members(nordics)); diff != "" {
+		t.Errorf("members (-want +got):\n%s", diff)
+	}
+	// Partial updates: user 1 changes only its title, user 2 moves to Norway.
+	e.Source.Partial = true
+	e.setPerson(1, func(p map[string]string) { p["usageLocation"], p["jobTitle"] = "NO", "Lead" })
+	e.setPerson(2, func(p map[string]string) { p["usageLocation"] = "NO" })
+	run = e.Sync(dirsynctest.DrainOptions{})
+	if run.Mode != dirsync.ModeDelta {
+		t.Fatalf("run %s, want delta", run.Mode)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2)}, e.members(nordics)); diff != "" {
+		t.Errorf("members after partial updates (-want +got):\n%s", diff)
+	}
+}
