@@ -60,30 +60,33 @@ func (e *Engine) doCount(ctx context.Context, run Run, s Settings, w WorkItem) e
 // repairWaiters promotes the duplicates waiting in one emails bucket whose
 // email is free (repairDuplicate checks the claim).
 func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkItem) error {
-	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), RowKeyPrefix: "w|", Continuation: strings.TrimPrefix(w.Cursor, cursorRepair)}
+	// One item goes on through the buckets while its page budget lasts:
+	// most buckets hold no waiter at all, and a queue round trip per
+	// bucket was most of the count step's time on a delta run.
+	bucket, cont, done := w.Bucket, strings.TrimPrefix(w.Cursor, cursorRepair), false
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
 	for range scanPagesPerItem {
-		page, err := e.Store.Query(ctx, TableEmails, q)
+		page, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: fmt.Sprintf("b%02d", bucket), RowKeyPrefix: "w|", Continuation: cont})
 		if err != nil {
 			return err
 		}
 		if err := e.repairPage(ctx, run, s, page.Entities, lb); err != nil {
 			return err
 		}
-		q.Continuation = page.Continuation
-		if q.Continuation == "" {
-			break
+		if cont = page.Continuation; cont == "" {
+			if bucket+1 >= UserBuckets {
+				done = true
+				break
+			}
+			bucket++
 		}
 	}
 	next := w.next(WorkCount)
-	switch {
-	case q.Continuation != "":
-		next.Bucket, next.Cursor = w.Bucket, cursorRepair+q.Continuation
-	case w.Bucket+1 < UserBuckets:
-		next.Bucket, next.Cursor = w.Bucket+1, cursorRepair
-	default:
+	if done {
 		next.Cursor = cursorCount
+	} else {
+		next.Bucket, next.Cursor = bucket, cursorRepair+cont
 	}
 	return e.send(ctx, next, zeroTime)
 }
@@ -161,6 +164,19 @@ func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
 	if err != nil {
 		return err
 	}
+	for n := 1; cur.valid() && w.Bucket+1 < UserBuckets && n < bucketsPerCountItem; n++ {
+		// Exact: record it and read the next bucket's in the same item
+		// (a few per item: each is one write, so a retried item still
+		// makes progress when writes fail often).
+		if err := e.recordBucketCounts(ctx, run, w, cur.ByStatus); err != nil {
+			return err
+		}
+		w.Bucket++
+		pk = fmt.Sprintf("b%02d", w.Bucket)
+		if cur, err = e.readCounts(ctx, pk); err != nil {
+			return err
+		}
+	}
 	if cur.valid() {
 		return e.bucketCounted(ctx, run, w, cur.ByStatus)
 	}
@@ -229,8 +245,11 @@ func (e *Engine) rebuildCounts(ctx context.Context, run Run, w WorkItem, st rebu
 	return e.bucketCounted(ctx, run, w, st.ByStatus)
 }
 
-// bucketCounted records a bucket's counts for the run once, and moves on.
-func (e *Engine) bucketCounted(ctx context.Context, run Run, w WorkItem, byStatus map[string]int64) error {
+// bucketsPerCountItem bounds the counts rows one count item records.
+const bucketsPerCountItem = 4
+
+// recordBucketCounts records a bucket's counts for the run, once.
+func (e *Engine) recordBucketCounts(ctx context.Context, run Run, w WorkItem, byStatus map[string]int64) error {
 	props := map[string]any{}
 	for st, n := range byStatus {
 		if st != "" {
@@ -241,6 +260,14 @@ func (e *Engine) bucketCounted(ctx context.Context, run Run, w WorkItem, byStatu
 	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: run.ID + "|count", RowKey: key, Props: props})
 	if err != nil && !IsCode(err, ECONFLICT) {
 		return fmt.Errorf("record count chunk: %w", err)
+	}
+	return nil
+}
+
+// bucketCounted records a bucket's counts for the run once, and moves on.
+func (e *Engine) bucketCounted(ctx context.Context, run Run, w WorkItem, byStatus map[string]int64) error {
+	if err := e.recordBucketCounts(ctx, run, w, byStatus); err != nil {
+		return err
 	}
 	if w.Bucket+1 < UserBuckets {
 		next := w.next(WorkCount)
