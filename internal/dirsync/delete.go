@@ -18,32 +18,74 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 	if err != nil {
 		return err
 	}
-	var marks []BatchOp
+	// The user rows are read at once (with the engine's concurrency): the
+	// outcome of an undecided deletion depends on its row, and every
+	// deletion's email orders it against the others below.
 	dels := make([]deletion, len(page.Entities))
-	for i, ent := range page.Entities {
-		d := deletionFromEntity(ent)
+	rows := make([]*User, len(page.Entities))
+	err = e.parallel(ctx, len(page.Entities), func(i int) error {
+		dels[i] = deletionFromEntity(page.Entities[i])
+		u, err := e.Store.Get(ctx, TableUsers, Bucket(dels[i].UserID), dels[i].UserID)
+		if IsCode(err, ENOTFOUND) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cur := userFromEntity(u)
+		rows[i] = &cur
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var marks []BatchOp
+	for i := range dels {
+		d := &dels[i]
 		if d.Outcome == "" {
 			d.Outcome = outcomeDeleted
-			u, err := e.Store.Get(ctx, TableUsers, Bucket(d.UserID), d.UserID)
-			if err != nil && !IsCode(err, ENOTFOUND) {
-				return err
-			}
-			if err == nil && writtenSince(run, d, userFromEntity(u)) {
+			if u := rows[i]; u != nil && writtenSince(run, *d, *u) {
 				d.Outcome = outcomeKept
-			} else if err == nil {
-				d.GroupsLeft = int64(len(userFromEntity(u).Memberships()))
+			} else if u != nil {
+				d.GroupsLeft = int64(len(u.Memberships()))
 			}
 			marks = append(marks, BatchOp{Kind: BatchReplace, Entity: d.entity()})
 		}
-		dels[i] = d
 	}
 	if err := e.batchWrite(ctx, TableDeletions, marks, nil); err != nil {
 		return err
 	}
-	lb := e.newLog(run, nil)
-	for _, d := range dels {
+	// The deletions are applied several at a time; each one's steps stay in
+	// deleteUser's order. Users of one partition move the same counts row:
+	// usersBatch builds it again and resends when another moved it. Users
+	// sharing an email (its owner and its waiting duplicates) are applied one
+	// after another in the chunk's order, by one goroutine: a release
+	// promotes a waiter, and whether that waiter is promoted before its own
+	// deletion (and leaves its groups as a member) must not depend on
+	// timing. Deletions of different emails touch no common row but the
+	// counts rows, so the outcome is that of the chunk applied in order.
+	// Log lines are kept per deletion and added in the chunk's order.
+	var groups [][]int
+	byEmail := map[string]int{}
+	for i, u := range rows {
+		if u == nil || u.Email == "" {
+			groups = append(groups, []int{i})
+			continue
+		}
+		g, ok := byEmail[u.Email]
+		if !ok {
+			g = len(groups)
+			byEmail[u.Email] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	lbs := make([]*logBuffer, len(dels))
+	apply := func(i int) error {
+		d := &dels[i]
+		lbs[i] = e.newLog(run, nil)
 		if d.Outcome == outcomeDeleted {
-			kept, err := e.deleteUser(ctx, run, s, d, lb)
+			kept, err := e.deleteUser(ctx, run, s, *d, lbs[i])
 			if err != nil {
 				return err
 			}
@@ -57,9 +99,27 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 		}
 		switch d.Outcome {
 		case outcomeDeleted:
-			lb.add(LogEvent{Event: EvDeleted, UserID: d.UserID, UPN: d.UPN, Reason: d.Reason})
+			lbs[i].add(LogEvent{Event: EvDeleted, UserID: d.UserID, UPN: d.UPN, Reason: d.Reason})
 		case outcomeKept:
-			lb.add(LogEvent{Event: EvDeletionKept, UserID: d.UserID, UPN: d.UPN, Reason: "the user was seen again after the decision (later in this sync, or by a newer one)"})
+			lbs[i].add(LogEvent{Event: EvDeletionKept, UserID: d.UserID, UPN: d.UPN, Reason: "the user was seen again after the decision (later in this sync, or by a newer one)"})
+		}
+		return nil
+	}
+	err = e.parallel(ctx, len(groups), func(g int) error {
+		for _, i := range groups[g] {
+			if err := apply(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lb := e.newLog(run, nil)
+	for _, l := range lbs {
+		if l != nil {
+			lb.buf.Write(l.buf.Bytes())
 		}
 	}
 	e.flushLog(ctx, run, lb)
