@@ -2,6 +2,7 @@ package dirsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -52,7 +53,44 @@ type pageContext struct {
 //
 // The page's log lines are appended before its rows are written, so a
 // worker killed in between loses no line (a retry may repeat some).
+//
+// A first sync of an empty directory (run.Fresh, its first epoch) does not
+// read the rows of its users: they are new, and written with Insert, which
+// the store refuses for a row that exists. Rows do exist when the page is
+// applied again (a redelivery), when Graph repeats a user in another page,
+// or when an on-demand sync wrote one meanwhile: the refused page is then
+// applied again the ordinary way, reading every row, as a retry would be.
+// Removed users are read in either case (their deletion needs the row).
 func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser, successor map[string]any) error {
+	if run.Fresh && run.Mode == ModeFull && w.Epoch == 0 && run.OnDemandStamp == 0 && !run.Preview {
+		err := e.applyPageRows(ctx, run, settings, w, users, successor, false)
+		if !rowsMoved(err) {
+			return err
+		}
+		e.log().DebugContext(ctx, "a page of a first sync met rows that exist; applying it again with its rows read", "run", run.ID, "page", w.Seq)
+	}
+	return e.applyPageRows(ctx, run, settings, w, users, successor, true)
+}
+
+// rowsMoved reports whether err (or an error it wraps) says that rows were
+// there, or changed, when a write expected otherwise.
+func rowsMoved(err error) bool {
+	for err != nil {
+		var de *Error
+		if !errors.As(err, &de) {
+			return false
+		}
+		if de.Code == ECONFLICT || de.Code == EPRECONDITION {
+			return true
+		}
+		err = de.Err
+	}
+	return false
+}
+
+// applyPageRows is applyPage, reading the page's rows first (readRows) or
+// only those of removed users (a first sync's inserts).
+func (e *Engine) applyPageRows(ctx context.Context, run Run, settings Settings, w WorkItem, users []SourceUser, successor map[string]any, readRows bool) error {
 	seq, stamp := w.Seq, pageStamp(w.Epoch, w.Seq)
 	if run.OnDemandStamp != 0 {
 		stamp = run.OnDemandStamp
@@ -82,7 +120,16 @@ func (e *Engine) applyPage(ctx context.Context, run Run, settings Settings, w Wo
 	if err := firstPageCheck(run, settings, w, ids, latest); err != nil {
 		return err
 	}
-	existing, err := e.readUsers(ctx, ids)
+	toRead := ids
+	if !readRows {
+		toRead = nil
+		for _, id := range ids {
+			if latest[id].Removed != "" {
+				toRead = append(toRead, id)
+			}
+		}
+	}
+	existing, err := e.readUsers(ctx, toRead)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkI
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
 	for range scanPagesPerItem {
-		page, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: fmt.Sprintf("b%02d", bucket), RowKeyPrefix: "w|", Continuation: cont})
+		page, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: bucketKey(bucket), RowKeyPrefix: "w|", Continuation: cont})
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (e *Engine) repairWaiter(ctx context.Context, run Run, s Settings, wr Entit
 
 // countBucket records one bucket's counts row, or starts rebuilding it.
 func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
-	pk := fmt.Sprintf("b%02d", w.Bucket)
+	pk := bucketKey(w.Bucket)
 	cur, err := e.readCounts(ctx, pk)
 	if err != nil {
 		return err
@@ -172,7 +172,7 @@ func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
 			return err
 		}
 		w.Bucket++
-		pk = fmt.Sprintf("b%02d", w.Bucket)
+		pk = bucketKey(w.Bucket)
 		if cur, err = e.readCounts(ctx, pk); err != nil {
 			return err
 		}
@@ -181,7 +181,13 @@ func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
 		return e.bucketCounted(ctx, run, w, cur.ByStatus)
 	}
 	if !cur.Found {
-		_, err := e.Store.Insert(ctx, TableUsers, Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}})
+		// An empty partition (a new directory) starts exact; one from
+		// before counts rows existed is scanned below.
+		row := Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}}
+		if cur.Empty {
+			row = countsEntity(pk, nil, "")
+		}
+		_, err := e.Store.Insert(ctx, TableUsers, row)
 		if err != nil && !IsCode(err, ECONFLICT) {
 			return fmt.Errorf("start counting bucket %d: %w", w.Bucket, err)
 		}
@@ -200,7 +206,7 @@ func (e *Engine) countBucket(ctx context.Context, run Run, w WorkItem) error {
 // the bucket it writes the counts row, conditional on the ETag the scan
 // started from. If a user row was written meanwhile, the scan starts again.
 func (e *Engine) rebuildCounts(ctx context.Context, run Run, w WorkItem, st rebuildState) error {
-	pk := fmt.Sprintf("b%02d", w.Bucket)
+	pk := bucketKey(w.Bucket)
 	restart := func() error {
 		next := w.next(WorkCount)
 		next.Bucket, next.Cursor, next.Attempt = w.Bucket, cursorCount, w.Attempt+1

@@ -2,6 +2,7 @@ package dirsync
 
 import (
 	"context"
+	"fmt"
 	"strings"
 )
 
@@ -24,8 +25,11 @@ const countsRowKey = "~counts"
 // bucketCounts is a counts row as read.
 type bucketCounts struct {
 	Found, Stale bool
-	ByStatus     map[string]int64
-	ETag         string
+	// Empty: the row is absent and the partition holds no user row (a new
+	// directory), so the row can start exact (partitionEmpty).
+	Empty    bool
+	ByStatus map[string]int64
+	ETag     string
 }
 
 func (c bucketCounts) valid() bool { return c.Found && !c.Stale }
@@ -54,12 +58,51 @@ func countsEntity(pk string, byStatus map[string]int64, etag string) Entity {
 func (e *Engine) readCounts(ctx context.Context, pk string) (bucketCounts, error) {
 	ent, err := e.Store.Get(ctx, TableUsers, pk, countsRowKey)
 	if IsCode(err, ENOTFOUND) {
-		return bucketCounts{ByStatus: map[string]int64{}}, nil
+		empty, err := e.partitionEmpty(ctx, pk)
+		return bucketCounts{Empty: empty, ByStatus: map[string]int64{}}, err
 	}
 	if err != nil {
 		return bucketCounts{}, err
 	}
 	return countsFromEntity(ent), nil
+}
+
+// partitionEmpty reports whether users partition pk holds no user row. A
+// partition without a counts row is either new (no row at all) or from
+// before counts rows existed: a new one can start with an exact row and
+// is never scanned by the count step. Every user-row write inserts the
+// counts row in its own batch when it is absent, so a row written after
+// this query makes an Insert of the counts row fail (ECONFLICT): an
+// exact row never misses a user. A page with a continuation but no rows
+// (Azure may stop a scan early) counts as not empty.
+func (e *Engine) partitionEmpty(ctx context.Context, pk string) (bool, error) {
+	page, err := e.Store.Query(ctx, TableUsers, Query{PartitionKey: pk, RowKeyBefore: countsRowKey, Top: 1})
+	if err != nil {
+		return false, fmt.Errorf("read users partition %s: %w", pk, err)
+	}
+	return len(page.Entities) == 0 && page.Continuation == "", nil
+}
+
+// directoryEmpty reports whether the directory holds no user row (every
+// bucket's counts row exact and zero, or absent over an empty partition).
+// It decides how a first sync writes (applyPage: no reads, inserts), never
+// what it writes: an Insert fails on a row that exists.
+func (e *Engine) directoryEmpty(ctx context.Context) (bool, error) {
+	for b := range UserBuckets {
+		c, err := e.readCounts(ctx, bucketKey(b))
+		if err != nil {
+			return false, err
+		}
+		if !c.Empty && !c.valid() {
+			return false, nil
+		}
+		for _, n := range c.ByStatus {
+			if n != 0 {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // countsOp is the write of the counts row that accounts for ops, user row
@@ -68,7 +111,7 @@ func (e *Engine) readCounts(ctx context.Context, pk string) (bucketCounts, error
 // conditional on that read (Insert, or an ETag), so if the batch commits the
 // delta is exact; if another writer got in between, the batch fails.
 func countsOp(cur bucketCounts, pk string, ops []BatchOp, was map[string]string) BatchOp {
-	if !cur.Found {
+	if !cur.Found && !cur.Empty {
 		// The row is inserted (stale) so that a scan rebuilding it sees
 		// this write as a change of its ETag.
 		return BatchOp{Kind: BatchInsert, Entity: Entity{PartitionKey: pk, RowKey: countsRowKey, Props: map[string]any{"state": "stale"}}}
@@ -87,6 +130,11 @@ func countsOp(cur bucketCounts, pk string, ops []BatchOp, was map[string]string)
 		if op.Kind != BatchDelete {
 			n[op.Entity.Str("status")]++
 		}
+	}
+	if !cur.Found {
+		// A new partition (cur.Empty): its first row starts exact. The
+		// Insert fails if another writer created the row meanwhile.
+		return BatchOp{Kind: BatchInsert, Entity: countsEntity(pk, n, "")}
 	}
 	return BatchOp{Kind: BatchReplace, Entity: countsEntity(pk, n, cur.ETag)}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 )
 
@@ -57,7 +56,7 @@ func (e *Engine) ListUsers(ctx context.Context, q UserQuery) ([]User, string, er
 	prefix := strings.ToLower(q.Prefix)
 	var out []User
 	for range userScanBudget {
-		page, err := e.Store.Query(ctx, TableUsers, Query{PartitionKey: fmt.Sprintf("b%02d", cur.Bucket), RowKeyBefore: countsRowKey, Top: limit, Continuation: cur.Cont})
+		page, err := e.Store.Query(ctx, TableUsers, Query{PartitionKey: bucketKey(cur.Bucket), RowKeyBefore: countsRowKey, Top: limit, Continuation: cur.Cont})
 		if err != nil {
 			return nil, "", err
 		}

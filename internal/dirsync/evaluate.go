@@ -20,7 +20,7 @@ func (e *Engine) doEvaluate(ctx context.Context, run Run, s Settings, w WorkItem
 	if err != nil {
 		return err
 	}
-	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), RowKeyBefore: countsRowKey, Continuation: w.Cursor}
+	q := Query{PartitionKey: bucketKey(w.Bucket), RowKeyBefore: countsRowKey, Continuation: w.Cursor}
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
 	var c Counters

@@ -16,8 +16,11 @@ const UserBuckets = 16
 func Bucket(s string) string {
 	h := fnv.New32a()
 	h.Write([]byte(s))
-	return fmt.Sprintf("b%02d", h.Sum32()%UserBuckets)
+	return bucketKey(int(h.Sum32() % UserBuckets))
 }
+
+// bucketKey is the partition key of bucket i (0..UserBuckets-1).
+func bucketKey(i int) string { return fmt.Sprintf("b%02d", i) }
 
 // maxKeyUnits is Azure Table Storage's limit on PartitionKey and RowKey:
 // 1 KiB, counted in UTF-16 code units (512 of them).

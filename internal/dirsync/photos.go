@@ -327,14 +327,14 @@ func (e *Engine) photoScan(ctx context.Context, run Run, plan photoPlan, stage, 
 		if index >= limit {
 			return ids, index, "", true, nil
 		}
-		q := Query{PartitionKey: fmt.Sprintf("b%02d", index), RowKeyFrom: from, Top: photoScanTop}
+		q := Query{PartitionKey: bucketKey(index), RowKeyFrom: from, Top: photoScanTop}
 		span := 1
 		if stage == photoStageSlice {
 			// The due slices of one bucket are one key range: one query.
 			slice := (plan.From + index) % photoSlices
 			d := slice % 16
 			span = min(16-d, limit-index)
-			q.PartitionKey = fmt.Sprintf("b%02d", slice/16)
+			q.PartitionKey = bucketKey(slice / 16)
 			if q.RowKeyFrom == "" {
 				q.RowKeyFrom = digit[d : d+1]
 			}

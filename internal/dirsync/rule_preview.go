@@ -123,7 +123,7 @@ func (e *Engine) PreviewRule(ctx context.Context, text string, limits PreviewLim
 	deadline := time.Now().Add(limits.MaxDuration)
 	env := rules.Env{Now: e.now()}
 	for b := 0; b < UserBuckets; b++ {
-		q := Query{PartitionKey: fmt.Sprintf("b%02d", b), RowKeyBefore: countsRowKey}
+		q := Query{PartitionKey: bucketKey(b), RowKeyBefore: countsRowKey}
 		for {
 			if res.Scanned >= limits.MaxRows || time.Now().After(deadline) {
 				res.Partial = true

@@ -220,8 +220,12 @@ type Run struct {
 	// Preview runs compute every change without making it (preview.go).
 	Preview bool `json:"preview,omitempty"`
 	// OnDemandStamp is the stamp an on-demand run writes (ondemand.go).
-	OnDemandStamp int64  `json:"-"`
-	ETag          string `json:"-"`
+	OnDemandStamp int64 `json:"-"`
+	// Fresh: the run started full on an empty directory (directoryEmpty),
+	// so its first epoch's pages insert their users without reading them
+	// first (applyPage).
+	Fresh bool   `json:"-"`
+	ETag  string `json:"-"`
 }
 
 // Finished reports whether the run reached an end state.
@@ -278,6 +282,7 @@ func runToEntity(r Run) (Entity, error) {
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
 		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview, "onDemandStamp": r.OnDemandStamp,
+		"fresh": r.Fresh,
 	}
 	if r.ScopeLink != "" {
 		putChunked(p, "scopeLink", r.ScopeLink)
@@ -308,6 +313,7 @@ func runFromEntity(e Entity) Run {
 		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
 		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"), OnDemandStamp: e.Int("onDemandStamp"),
+		Fresh: e.Bool("fresh"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

@@ -128,6 +128,12 @@ func (e *Engine) StartRun(ctx context.Context, req StartRequest) (Run, error) {
 	}
 	run.Evaluate = mode == ModeDelta && run.GroupsHash != evaluated.Str("evaluatedHash")
 	run.Preview = req.Preview
+	if mode == ModeFull && !req.Preview {
+		if run.Fresh, err = e.directoryEmpty(ctx); err != nil {
+			e.releaseLock(ctx, id)
+			return Run{}, fmt.Errorf("start run: %w", err)
+		}
+	}
 	if err := e.snapshotGroups(ctx, id, groups); err != nil {
 		e.releaseLock(ctx, id)
 		return Run{}, err

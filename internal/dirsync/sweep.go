@@ -19,7 +19,7 @@ func chunkKey(w WorkItem) string {
 // we had no valid delta token. A user written by a later run exists (that
 // run saw it) and is never recorded.
 func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) error {
-	q := Query{PartitionKey: fmt.Sprintf("b%02d", w.Bucket), RowKeyBefore: countsRowKey, Continuation: w.Cursor}
+	q := Query{PartitionKey: bucketKey(w.Bucket), RowKeyBefore: countsRowKey, Continuation: w.Cursor}
 	var scanned, missing int64
 	for range scanPagesPerItem {
 		page, err := e.Store.Query(ctx, TableUsers, q)

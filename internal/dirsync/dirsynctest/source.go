@@ -56,6 +56,8 @@ type Source struct {
 	// GroupCalls counts those calls.
 	GroupErrs  []error
 	GroupCalls int
+	// repeat: users the next round lists a second time, at its end.
+	repeat []string
 	photos map[string]fakePhoto
 	photoV int
 	// PhotoErrs are returned, in order, by the next UserPhotos calls (the
@@ -171,6 +173,14 @@ func (s *Source) touchedSince(id string, v int) map[string]bool {
 
 // Links: "round|<round>|<since>|<at>|<offset>|<generation>" within a round
 // (since -1 for a full enumeration) and "delta|<at>|<generation>" at its end.
+// RepeatLater makes the next round list user id a second time, in its
+// last page: Graph may return a user in more than one page of a round.
+func (s *Source) RepeatLater(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repeat = append(s.repeat, id)
+}
+
 func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirsync.UserPage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -204,6 +214,12 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 			}
 		}
 		sort.Strings(ids)
+		for _, id := range s.repeat {
+			if _, present := s.users[id]; present {
+				ids = append(ids, id)
+			}
+		}
+		s.repeat = nil
 		round = len(s.rounds) + 1
 		s.rounds[round] = ids
 	case parts[0] == "round" && len(parts) == 6:

@@ -1,0 +1,130 @@
+package dirsync_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/entrasync/entrasync/internal/dirsync"
+	"github.com/entrasync/entrasync/internal/dirsync/dirsynctest"
+)
+
+// userReads counts point reads of user rows (not of counts rows) and
+// queries of the users table.
+type userReads struct {
+	dirsync.Store
+	mu            sync.Mutex
+	gets, queries int
+}
+
+func (r *userReads) Get(ctx context.Context, table, pk, rk string) (dirsync.Entity, error) {
+	if table == dirsync.TableUsers && rk != dirsync.CountsRowKey {
+		r.mu.Lock()
+		r.gets++
+		r.mu.Unlock()
+	}
+	return r.Store.Get(ctx, table, pk, rk)
+}
+
+func (r *userReads) Query(ctx context.Context, table string, q dirsync.Query) (dirsync.EntityPage, error) {
+	if table == dirsync.TableUsers {
+		r.mu.Lock()
+		r.queries++
+		r.mu.Unlock()
+	}
+	return r.Store.Query(ctx, table, q)
+}
+
+// A first sync of an empty directory inserts its users without reading
+// their rows (issue 17: one point read per user was most of its cost),
+// and ends as exact as the ordinary path: when rows exist after all (a
+// redelivered page, a user Graph repeats in a later page), the page is
+// applied again with its rows read.
+func TestFirstSyncInsertsWithoutReadingRows(t *testing.T) {
+	const users = 450 // 5 pages of the test source's 100
+	tests := []struct {
+		name string
+		// before runs on the empty directory before the first sync.
+		before func(e *env)
+		opt    dirsynctest.DrainOptions
+		// maxReads bounds the user rows the first sync reads (-1: any).
+		maxReads int
+	}{
+		{"an empty directory", func(*env) {}, dirsynctest.DrainOptions{}, 0},
+		{"every message delivered twice", func(*env) {}, dirsynctest.DrainOptions{Duplicate: true}, -1},
+		// The last page (50 users and the repeated one) is applied again
+		// with its rows read.
+		{"a user Graph repeats in a later page", func(e *env) { e.Source.RepeatLater(uid(7)) }, dirsynctest.DrainOptions{}, 51},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.Seed(users)
+			tt.before(e)
+			reads := &userReads{Store: e.Store}
+			e.Engine.Store = reads
+			run := e.Sync(tt.opt)
+			if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeFull {
+				t.Fatalf("first sync: %s/%s (%s)", run.Status, run.Mode, run.Error)
+			}
+			if tt.maxReads >= 0 && reads.gets > tt.maxReads {
+				t.Errorf("the first sync read %d user rows, want at most %d", reads.gets, tt.maxReads)
+			}
+			if diff := cmp.Diff(e.want(), e.directory(dirsync.StatusActive)); diff != "" {
+				t.Errorf("directory (-want +got):\n%s", diff)
+			}
+			if got := counters(run); got.Added != users || got.Seen < users || got.Failed != 0 {
+				t.Errorf("counters = %+v, want %d added", got, users)
+			}
+			got, missing := rowCounts(e)
+			if missing != 0 {
+				t.Errorf("%d partitions have no exact counts row", missing)
+			}
+			if diff := cmp.Diff(scanCounts(e), got); diff != "" {
+				t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
+			}
+
+			// The directory is no longer empty: a full sync reads the rows
+			// and writes nothing new.
+			reads.gets = 0
+			st, err := e.Engine.StartRun(context.Background(), dirsync.StartRequest{Trigger: dirsync.TriggerManual, Mode: dirsync.ModeFull, RequestedBy: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := e.Finish(st.ID, dirsynctest.DrainOptions{})
+			if again.Status != dirsync.RunSucceeded || again.Counters.Added != 0 || again.Counters.Unchanged != users {
+				t.Errorf("second full sync: %s, counters %+v, want %d unchanged", again.Status, again.Counters, users)
+			}
+			if reads.gets < users {
+				t.Errorf("the second full sync read %d user rows, want at least %d", reads.gets, users)
+			}
+		})
+	}
+}
+
+// A new directory's counts rows start exact: the count step scans no
+// partition (before, every first run scanned the whole directory once).
+func TestNewDirectoryIsNotScannedByTheCountStep(t *testing.T) {
+	e := newEnv(t)
+	e.Seed(40)
+	reads := &userReads{Store: e.Store}
+	e.Engine.Store = reads
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first sync: %s (%s)", run.Status, run.Error)
+	}
+	// Queries of the users table: one emptiness check per partition at the
+	// start, one more per partition at its first write, and the sweep's
+	// one page per partition; a scan by the count step would add more.
+	if max := 3 * dirsync.UserBuckets; reads.queries > max {
+		t.Errorf("the first sync queried the users table %d times, want at most %d", reads.queries, max)
+	}
+	got, missing := rowCounts(e)
+	if missing != 0 {
+		t.Errorf("%d partitions have no exact counts row", missing)
+	}
+	if diff := cmp.Diff(scanCounts(e), got); diff != "" {
+		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
+	}
+}
