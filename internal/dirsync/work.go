@@ -158,6 +158,7 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		log.InfoContext(ctx, "superseded work item dropped", "status", run.Status, "runEpoch", run.Restarts)
 		return nil
 	}
+	ctx = e.prefetchPage(ctx, run, settings, w)
 	var lock lockState
 	if !resumeFinish {
 		// The lock is the fence between runs: a run that lost it (replaced

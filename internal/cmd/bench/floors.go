@@ -189,3 +189,50 @@ func graphFloor(ctx context.Context, sim *graphsim.Server, settings dirsync.Sett
 	res.PerSec = float64(res.Users) / res.Seconds
 	return res, nil
 }
+
+// requestCost is what single requests cost in the Azurite of a synced
+// tenant: Azurite looks a row up by scanning its partition (LokiJS finds
+// the partition by index, then compares every row key), so the same
+// request costs more in a larger directory. It explains the incremental
+// runs' times, which make the same requests at every tenant size.
+type requestCost struct {
+	// PointReadMs: a Get of an existing user row; MissingReadMs: of an id
+	// the directory does not hold (both in ms, one request at a time).
+	PointReadMs   float64 `json:"pointReadMs"`
+	MissingReadMs float64 `json:"missingReadMs"`
+	Reads         int     `json:"reads"`
+}
+
+// probeRequestCost times reads of user rows, one at a time, in the tables
+// of the handler (prefix entrasync).
+func probeRequestCost(ctx context.Context, conn string, users []graphsim.User) (requestCost, error) {
+	st, err := table.New(table.Config{ConnectionString: conn})
+	if err != nil {
+		return requestCost{}, err
+	}
+	const reads = 300
+	rc := requestCost{Reads: reads}
+	time1 := func(id string, wantFound bool) (time.Duration, error) {
+		start := time.Now()
+		_, err := st.Get(ctx, dirsync.TableUsers, dirsync.Bucket(id), id)
+		if wantFound && err != nil || !wantFound && !dirsync.IsCode(err, dirsync.ENOTFOUND) {
+			return 0, fmt.Errorf("probe read of %s: %v", id, err)
+		}
+		return time.Since(start), nil
+	}
+	var found, missing time.Duration
+	for i := range reads {
+		d, err := time1(users[i*len(users)/reads].ID, true)
+		if err != nil {
+			return rc, err
+		}
+		found += d
+		if d, err = time1(fmt.Sprintf("ffffffff-0000-4000-8000-%012d", i), false); err != nil {
+			return rc, err
+		}
+		missing += d
+	}
+	rc.PointReadMs = found.Seconds() * 1000 / reads
+	rc.MissingReadMs = missing.Seconds() * 1000 / reads
+	return rc, nil
+}

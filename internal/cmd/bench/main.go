@@ -168,6 +168,8 @@ type sizeResult struct {
 	Incremental   *runResult  `json:"incremental,omitempty"`
 	Changes       *changeSet  `json:"changes,omitempty"`
 	RunLog        *download   `json:"runLog,omitempty"`
+	// RequestCost is measured on the synced directory after the runs.
+	RequestCost *requestCost `json:"requestCost,omitempty"`
 }
 
 type runResult struct {
@@ -425,6 +427,13 @@ func benchSize(ctx context.Context, o options, users int, handler string, logger
 		fmt.Fprintf(out, "   %s in %.1fs, %d entities written (%.1f per change), %d table reads\n",
 			inc.Status, inc.Seconds, inc.Storage.totalWritten(), inc.PerChange, inc.Storage.totalReads())
 	}
+
+	rc, err := probeRequestCost(ctx, bs.conn, bs.Graph.Tenant().Users())
+	if err != nil {
+		return sr, err
+	}
+	sr.RequestCost = &rc
+	fmt.Fprintf(out, "   Azurite request cost on this directory: %.2f ms per user-row read (%.2f ms for a missing row)\n", rc.PointReadMs, rc.MissingReadMs)
 
 	fmt.Fprintln(out, "4. run log of the full sync as CSV ...")
 	dl, err := bs.downloadLog(ctx, sr.Full.RunID)
@@ -700,6 +709,20 @@ func printSummary(out io.Writer, r results) {
 	row("incremental: table reads", inc(func(i *runResult) string { return fmt.Sprintf("%d: %s", i.Storage.totalReads(), readList(i.Storage)) }))
 	row("incremental: Graph requests", inc(func(i *runResult) string { return fmt.Sprintf("%d (%d delta pages)", i.Graph.Total, i.Graph.Pages) }))
 	row("incremental: handler peak RSS", inc(func(i *runResult) string { return fmt.Sprintf("%.0f MiB", i.PeakRSSMiB) }))
+	row("Azurite user-row read on the synced directory", func(s sizeResult) string {
+		if s.RequestCost == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f ms (missing row %.2f ms)", s.RequestCost.PointReadMs, s.RequestCost.MissingReadMs)
+	})
+	// The incremental run's time in units of this Azurite's request cost:
+	// equal at two sizes when the run makes the same requests at both.
+	row("incremental wall time / user-row read", func(s sizeResult) string {
+		if s.Incremental == nil || s.RequestCost == nil || s.RequestCost.PointReadMs == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f reads", s.Incremental.Seconds*1000/s.RequestCost.PointReadMs)
+	})
 	row("run log CSV download", func(s sizeResult) string {
 		if s.RunLog == nil {
 			return "-"
