@@ -19,6 +19,51 @@ func claimProps(owner, email string, runSeq int64) map[string]any {
 	return map[string]any{"owner": owner, "email": email, "runSeq": runSeq}
 }
 
+// waitersProp on a claim row says that duplicates may wait for the email:
+// set after a waiter row is written (markWaiting), kept by every later
+// write of the claim. A release looks for waiters only when it is set, so
+// releasing an email nobody waits for costs no query (issue 17: on Azurite
+// a query reads the whole table). A waiter whose mark came too late (the
+// claim was released in between), or a claim from before the mark
+// existed, is promoted by the count step's waiter pass, which every run
+// makes.
+const waitersProp = "waiters"
+
+// reclaim sets a claim row's properties for a new owner, keeping its
+// waiters mark.
+func reclaim(claim *Entity, owner, email string, runSeq int64) {
+	waiting := claim.Bool(waitersProp)
+	claim.Props = claimProps(owner, email, runSeq)
+	if waiting {
+		claim.Props[waitersProp] = true
+	}
+}
+
+// markWaiting marks email's claim as waited for (waitersProp), after a
+// waiter row was written. Best effort: a claim gone or changed meanwhile
+// is left to its writer and to the count step's waiter pass.
+func (e *Engine) markWaiting(ctx context.Context, email string) error {
+	pk := Bucket(email)
+	for range 3 {
+		claim, err := e.Store.Get(ctx, TableEmails, pk, claimKey(email))
+		if IsCode(err, ENOTFOUND) || (err == nil && claim.Bool(waitersProp)) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mark email as waited for: %w", err)
+		}
+		claim.Props[waitersProp] = true
+		_, err = e.Store.Replace(ctx, TableEmails, claim)
+		if err == nil || IsCode(err, ENOTFOUND) {
+			return nil
+		}
+		if !IsCode(err, EPRECONDITION) {
+			return fmt.Errorf("mark email as waited for: %w", err)
+		}
+	}
+	return nil
+}
+
 // waiterRow lists userID as waiting, as a duplicate, for email.
 func waiterRow(email, userID string) Entity {
 	return Entity{PartitionKey: Bucket(email), RowKey: waiterKey(email, userID), Props: map[string]any{"user": userID}}
@@ -71,7 +116,7 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 				return errSkipWrite
 			}
 		}
-		ent.Props = claimProps(userID, email, run.claimSeq())
+		reclaim(ent, userID, email, run.claimSeq())
 		return nil
 	})
 	if err != nil {
@@ -108,23 +153,36 @@ func (e *Engine) holdsEmail(ctx context.Context, userID, email string) (bool, er
 // releaseEmail gives up userID's claim on email. If users wait for it as
 // duplicates, the first that still has that email is promoted to active.
 func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, userID string, lb *logBuffer) error {
+	for attempt := 1; ; attempt++ {
+		again, err := e.releaseOnce(ctx, run, s, email, userID, lb)
+		if !again || attempt == 3 || err != nil {
+			return err
+		}
+	}
+}
+
+// releaseOnce is one attempt of releaseEmail; again when the claim changed
+// between its read and its deletion (a waiter marked it meanwhile).
+func (e *Engine) releaseOnce(ctx context.Context, run Run, s Settings, email, userID string, lb *logBuffer) (again bool, err error) {
 	pk := Bucket(email)
 	claim, err := e.Store.Get(ctx, TableEmails, pk, claimKey(email))
 	if IsCode(err, ENOTFOUND) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("release email: %w", err)
+		return false, fmt.Errorf("release email: %w", err)
 	}
 	if owner := claim.Str("owner"); owner != userID {
 		// Someone else owns it. If that is a waiter whose promotion was
 		// interrupted (claim handed over, row not yet written: a retry of
 		// this very release, after a crash), finish the promotion.
-		return e.finishPromotion(ctx, s, owner, email, userID, lb)
+		return false, e.finishPromotion(ctx, s, owner, email, userID, lb)
 	}
-	waiters, err := e.Store.Query(ctx, TableEmails, Query{PartitionKey: pk, RowKeyPrefix: "w|" + EscapeKey(email) + "|", Top: 20})
-	if err != nil {
-		return fmt.Errorf("release email: %w", err)
+	var waiters EntityPage
+	if claim.Bool(waitersProp) {
+		if waiters, err = e.Store.Query(ctx, TableEmails, Query{PartitionKey: pk, RowKeyPrefix: "w|" + EscapeKey(email) + "|", Top: 20}); err != nil {
+			return false, fmt.Errorf("release email: %w", err)
+		}
 	}
 	for _, wr := range waiters.Entities {
 		wid := wr.Str("user")
@@ -136,41 +194,47 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 		}
 		ent, err := e.Store.Get(ctx, TableUsers, Bucket(wid), wid)
 		if err != nil && !IsCode(err, ENOTFOUND) {
-			return fmt.Errorf("release email: %w", err)
+			return false, fmt.Errorf("release email: %w", err)
 		}
 		if err != nil || ent.Str("status") != StatusDuplicate || ent.Str("email") != email {
 			e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
 			continue
 		}
-		claim.Props = claimProps(wid, email, run.claimSeq())
+		reclaim(&claim, wid, email, run.claimSeq())
 		if _, err := e.Store.Replace(ctx, TableEmails, claim); err != nil {
 			if IsCode(err, EPRECONDITION) {
-				return nil // someone else changed the claim: they handle it
+				return false, nil // someone else changed the claim: they handle it
 			}
-			return fmt.Errorf("release email: %w", err)
+			return false, fmt.Errorf("release email: %w", err)
 		}
 		cur := userFromEntity(ent)
 		u := cur
 		u.Status, u.Reason, u.DuplicateOf, u.ChangedAt = StatusActive, "", "", e.now()
 		if err := e.resyncMembers(ctx, cur); err != nil {
-			return err
+			return false, err
 		}
 		prepareMembers(&cur, &u, cur.RunSeq, cur.PageSeq)
 		if err := e.replaceUser(ctx, u, StatusDuplicate); err != nil {
-			return fmt.Errorf("promote duplicate %s: %w", wid, err)
+			return false, fmt.Errorf("promote duplicate %s: %w", wid, err)
 		}
 		if err := e.syncMembers(ctx, u); err != nil {
-			return err
+			return false, err
 		}
 		e.Store.Delete(ctx, TableEmails, pk, wr.RowKey, "")
 		lb.add(LogEvent{Event: EvDuplicateResolved, UserID: wid, UPN: s.logUPN(u.UPN),
 			Reason: fmt.Sprintf("email %s is free again (user %s no longer holds it); the user is now synced", s.logEmail(email), userID)})
-		return nil
+		return false, nil
 	}
-	if err := e.Store.Delete(ctx, TableEmails, pk, claim.RowKey, claim.ETag); err != nil && !IsCode(err, EPRECONDITION) {
-		return fmt.Errorf("release email: %w", err)
+	err = e.Store.Delete(ctx, TableEmails, pk, claim.RowKey, claim.ETag)
+	switch {
+	case IsCode(err, EPRECONDITION):
+		// Changed since the read: marked by a new waiter (read it again),
+		// or taken by someone else (the next attempt finds that).
+		return true, nil
+	case err != nil && !IsCode(err, ENOTFOUND):
+		return false, fmt.Errorf("release email: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // recheckDuplicate closes the race between a page that made u a duplicate
@@ -181,11 +245,16 @@ func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, u
 // longer holds it. Either side then sees the other's write.
 func (e *Engine) recheckDuplicate(ctx context.Context, run Run, s Settings, wr userWrite, c *Counters, lb *logBuffer) error {
 	u := wr.u
-	// Listed as waiting first, then the claim checked: a release either
-	// sees this waiter (and promotes it) or happened before the check
-	// (which then finds the email free).
+	// Listed as waiting first, the claim marked as waited for next, then
+	// the claim checked: a release either sees the mark (its read came
+	// later, or its conditional delete fails on the mark's new ETag and it
+	// reads again) and with it this waiter, or deleted the claim before
+	// the mark, and the check finds the email free.
 	if _, err := e.Store.Upsert(ctx, TableEmails, waiterRow(u.Email, u.ID)); err != nil {
 		return fmt.Errorf("record duplicate %s: %w", u.ID, err)
+	}
+	if err := e.markWaiting(ctx, u.Email); err != nil {
+		return err
 	}
 	owner, err := e.claimEmail(ctx, run, u.Email, u.ID)
 	if err != nil || owner != u.ID {

@@ -75,9 +75,46 @@ type Query struct {
 	RowKeyBefore string // rows whose key is < this
 	// Top caps the rows returned in one page (1..1000, 0 = 1000).
 	Top int
+	// AnyOf, when set, lets the store leave out rows that meet none of its
+	// conditions (Table Storage filters them on the server, so a scan
+	// looking for a few rows does not page through all of them). It is a
+	// hint: a store may return other rows too (the preview view does), so
+	// callers still check every row.
+	AnyOf []IntCond
 	// Continuation resumes a previous query; it is the opaque value of
 	// EntityPage.Continuation and must be passed back unchanged.
 	Continuation string
+}
+
+// IntCond is a condition on an integer property of a row: Prop < Value,
+// or Prop >= Value when AtLeast. A row without the property meets neither.
+type IntCond struct {
+	Prop    string
+	AtLeast bool
+	Value   int64
+}
+
+// Meets reports whether an entity meets c.
+func (c IntCond) Meets(e Entity) bool {
+	if _, ok := e.Props[c.Prop]; !ok {
+		return false
+	}
+	n := e.Int(c.Prop)
+	if c.AtLeast {
+		return n >= c.Value
+	}
+	return n < c.Value
+}
+
+// MeetsAny reports whether e meets one of conds (true for none: no
+// condition to meet).
+func MeetsAny(e Entity, conds []IntCond) bool {
+	for _, c := range conds {
+		if c.Meets(e) {
+			return true
+		}
+	}
+	return len(conds) == 0
 }
 
 // EntityPage is one page of query results in key order.

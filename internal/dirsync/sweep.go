@@ -18,16 +18,36 @@ func chunkKey(w WorkItem) string {
 // records every user this run did not see: they were deleted in Entra while
 // we had no valid delta token. A user written by a later run exists (that
 // run saw it) and is never recorded.
+//
+// When the bucket's counts row is exact, the query asks the store for the
+// rows the run did not write only (unseenByFullEnumeration): a full sync of
+// an unchanged tenant then reads one short page per bucket instead of
+// every row, and the bucket's size comes from the counts row. (The filter
+// is a hint; every row returned is checked.)
 func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) error {
 	q := Query{PartitionKey: bucketKey(w.Bucket), RowKeyBefore: countsRowKey, Continuation: w.Cursor}
-	var scanned, missing int64
+	var scanned, missing, size int64
+	filtered := false
+	if cur, err := e.readCounts(ctx, q.PartitionKey); err != nil {
+		return err
+	} else if cur.valid() {
+		filtered, q.AnyOf = true, unseenByFullEnumeration(run)
+		for _, n := range cur.ByStatus {
+			size += n
+		}
+		if w.Cursor == "" {
+			scanned = size // the bucket's size, recorded by its first chunk
+		}
+	}
 	for range scanPagesPerItem {
 		page, err := e.Store.Query(ctx, TableUsers, q)
 		if err != nil {
 			return err
 		}
 		for _, ent := range page.Entities {
-			scanned++
+			if !filtered {
+				scanned++
+			}
 			u := userFromEntity(ent)
 			if seenByFullEnumeration(run, u) {
 				continue
@@ -50,7 +70,10 @@ func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) e
 	}
 	if missing > 0 {
 		lb := e.newLog(run, nil)
-		lb.add(LogEvent{Event: EvSweep, Message: fmt.Sprintf("bucket %d: %d of %d directory users were not found in Entra", w.Bucket, missing, scanned)})
+		if !filtered {
+			size = scanned
+		}
+		lb.add(LogEvent{Event: EvSweep, Message: fmt.Sprintf("bucket %d: %d of %d directory users were not found in Entra", w.Bucket, missing, size)})
 		e.flushLog(ctx, run, lb)
 	}
 	next := w.next(WorkSweep)
@@ -66,6 +89,18 @@ func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) e
 		}
 	}
 	return e.send(ctx, next, zeroTime)
+}
+
+// unseenByFullEnumeration are conditions every row seenByFullEnumeration
+// rejects meets one of: written by an earlier run, or stamped outside
+// [the full enumeration's first epoch, sweepStamp). (Every user row has
+// both stamps: userToEntity always writes them.)
+func unseenByFullEnumeration(run Run) []IntCond {
+	return []IntCond{
+		{Prop: "runSeq", Value: run.Seq},
+		{Prop: "pageSeq", Value: run.FullFrom << 32},
+		{Prop: "pageSeq", AtLeast: true, Value: sweepStamp},
+	}
 }
 
 // seenByFullEnumeration reports whether the run's full enumeration (the

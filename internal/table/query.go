@@ -105,6 +105,20 @@ func buildFilter(q dirsync.Query) (string, error) {
 	if q.RowKeyBefore != "" {
 		add("RowKey", "lt", q.RowKeyBefore)
 	}
+	if len(q.AnyOf) > 0 {
+		var any []string
+		for _, c := range q.AnyOf {
+			if err := checkPropName(c.Prop); err != nil {
+				return "", err
+			}
+			op := "lt"
+			if c.AtLeast {
+				op = "ge"
+			}
+			any = append(any, fmt.Sprintf("%s %s %dL", c.Prop, op, c.Value))
+		}
+		clauses = append(clauses, "("+strings.Join(any, " or ")+")")
+	}
 	return strings.Join(clauses, " and "), nil
 }
 

@@ -407,6 +407,12 @@ func TestQuery(t *testing.T) {
 		}
 	}
 
+	for rk, i := range map[string]int64{"small": 7, "big": 1 << 40, "bigger": 1<<40 + 5, "negative": -3} {
+		if _, err := s.Insert(ctx, "runs", ent("p3", rk, map[string]any{"I": i})); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	first, err := s.Query(ctx, "runs", dirsync.Query{PartitionKey: "p1"})
 	if err != nil {
 		t.Fatal(err)
@@ -431,6 +437,11 @@ func TestQuery(t *testing.T) {
 		{"injection in prefix", dirsync.Query{PartitionKey: "p2", RowKeyPrefix: "x' or RowKey ne '"}, nil},
 		{"every partition", dirsync.Query{RowKeyPrefix: "r0005"}, []string{"r0005", "r0005"}},
 		{"no match", dirsync.Query{PartitionKey: "nope"}, nil},
+		{"any of two integer conditions", dirsync.Query{PartitionKey: "p1", Top: 2, AnyOf: []dirsync.IntCond{{Prop: "I", Value: 3}, {Prop: "I", AtLeast: true, Value: 1148}}},
+			[]string{"r0000", "r0001", "r0002", "r1148", "r1149"}},
+		{"integers beyond 32 bits", dirsync.Query{PartitionKey: "p3", AnyOf: []dirsync.IntCond{{Prop: "I", AtLeast: true, Value: 1 << 40}}}, []string{"big", "bigger"}},
+		{"negative integers", dirsync.Query{PartitionKey: "p3", AnyOf: []dirsync.IntCond{{Prop: "I", Value: 0}}}, []string{"negative"}},
+		{"rows without the property meet no condition", dirsync.Query{PartitionKey: "p2", AnyOf: []dirsync.IntCond{{Prop: "I", Value: 10}, {Prop: "I", AtLeast: true, Value: 10}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -478,6 +489,8 @@ func TestQueryRejectsBadInput(t *testing.T) {
 	}
 	_, err := s.Query(ctx, "runs", dirsync.Query{PartitionKey: "a/b"})
 	wantCode(t, "PartitionKey with '/'", err, dirsync.EINVALID)
+	_, err = s.Query(ctx, "runs", dirsync.Query{AnyOf: []dirsync.IntCond{{Prop: "I lt 5 or I", Value: 1}}})
+	wantCode(t, "a condition on a property name with spaces", err, dirsync.EINVALID)
 }
 
 func TestBadKeysAndValues(t *testing.T) {

@@ -217,6 +217,9 @@ func (s *Store) Query(ctx context.Context, table string, q dirsync.Query) (dirsy
 		if after != "" && k <= after {
 			continue
 		}
+		if !dirsync.MeetsAny(e, q.AnyOf) {
+			continue // filtered as Table Storage would
+		}
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
