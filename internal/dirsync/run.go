@@ -217,6 +217,10 @@ type Run struct {
 	ScopeTracked []string `json:"-"`
 	// ScopeGrew: reading members found nested groups the round did not follow.
 	ScopeGrew bool `json:"-"`
+	// ScopeDone: the scope steps ended and the users are being read (with
+	// the scope rows of ScopeGen). No scope round may start after that:
+	// the users pages would read a generation still being written.
+	ScopeDone bool `json:"-"`
 	// Preview runs compute every change without making it (preview.go).
 	Preview bool `json:"preview,omitempty"`
 	// OnDemandStamp is the stamp an on-demand run writes (ondemand.go).
@@ -282,7 +286,7 @@ func runToEntity(r Run) (Entity, error) {
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
 		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview, "onDemandStamp": r.OnDemandStamp,
-		"fresh": r.Fresh,
+		"fresh": r.Fresh, "scopeDone": r.ScopeDone,
 	}
 	if r.ScopeLink != "" {
 		putChunked(p, "scopeLink", r.ScopeLink)
@@ -313,7 +317,7 @@ func runFromEntity(e Entity) Run {
 		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
 		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"), OnDemandStamp: e.Int("onDemandStamp"),
-		Fresh: e.Bool("fresh"),
+		Fresh: e.Bool("fresh"), ScopeDone: e.Bool("scopeDone"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

@@ -126,6 +126,9 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 	if !currentScopeRound(run, w) {
 		return nil
 	}
+	if run.ScopeDone {
+		return e.resendFirstUserPage(ctx, run, w)
+	}
 	req := GroupDeltaRequest{Link: w.Link}
 	if w.Link == "" {
 		req.GroupIDs = scopeTracked(s, run)
@@ -177,6 +180,8 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		rebuild = r.ScopeChanged || r.Mode != ModeDelta
 		if rebuild {
 			r.ScopeGen = scopeGeneration(r.Seq, r.ScopeRound)
+		} else {
+			r.ScopeDone = true // the users are read next
 		}
 		return nil
 	})
@@ -293,6 +298,9 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	if !currentScopeRound(run, w) {
 		return nil
 	}
+	if run.ScopeDone {
+		return e.resendFirstUserPage(ctx, run, w)
+	}
 	groupID := s.GroupScope[w.Seq]
 	page, err := e.Source.GroupTransitiveMembers(ctx, groupID, w.Link)
 	switch ErrorCode(err) {
@@ -345,7 +353,7 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		return e.restartScopeRound(ctx, run, w, "nested groups were found that the groups delta round did not follow")
 	}
 	run, err = e.advanceScope(ctx, w, func(r *Run) error {
-		r.Mode, r.FullFrom = ModeFull, r.Restarts
+		r.Mode, r.FullFrom, r.ScopeDone = ModeFull, r.Restarts, true
 		return nil
 	})
 	if err != nil {
@@ -371,11 +379,25 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 // write, so a round restarted meanwhile wins).
 func (e *Engine) advanceScope(ctx context.Context, w WorkItem, change func(*Run) error) (Run, error) {
 	return e.advance(ctx, w, func(r *Run) error {
-		if !currentScopeRound(*r, w) {
+		if !currentScopeRound(*r, w) || r.ScopeDone {
 			return errSuperseded
 		}
 		return change(r)
 	})
+}
+
+// resendFirstUserPage is what a scope item of the last round does when it
+// comes again after the scope steps ended (a redelivery): it changes
+// nothing (a new round would let the users pages read a generation still
+// being written), and sends the first users page again in case the item
+// that ended the steps stopped before sending it (the queue drops the
+// duplicate, and a page applied already is not applied again).
+func (e *Engine) resendFirstUserPage(ctx context.Context, run Run, w WorkItem) error {
+	first, err := e.firstUserPage(ctx, run, w)
+	if err != nil {
+		return err
+	}
+	return e.send(ctx, first, zeroTime)
 }
 
 func currentScopeRound(run Run, w WorkItem) bool {

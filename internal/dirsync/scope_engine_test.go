@@ -2,6 +2,7 @@ package dirsync_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -27,6 +28,8 @@ type groupSource struct {
 	members map[string][]string // direct members
 	changed map[string]int      // group → version of its last change
 	deleted map[string]bool
+	// expired makes every groups delta link answer ETOKENEXPIRED.
+	expired bool
 }
 
 func newGroupSource(src *dirsynctest.Source) *groupSource {
@@ -54,6 +57,9 @@ func (g *groupSource) GroupsDelta(ctx context.Context, req dirsync.GroupDeltaReq
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	since, ids := -1, req.GroupIDs
+	if req.Link != "" && g.expired {
+		return dirsync.GroupPage{}, &dirsync.Error{Code: dirsync.ETOKENEXPIRED, Message: "the groups delta token has expired"}
+	}
 	if req.Link != "" {
 		var list string
 		fmt.Sscanf(req.Link, "groups|%d|%s", &since, &list)
@@ -215,5 +221,79 @@ func TestGroupScopeWithManyGroups(t *testing.T) {
 	got := e.activeIDs()
 	if len(got) != 60 || slices.Contains(got, uid(61)) {
 		t.Errorf("directory has %d users (want the 60 in the selected groups)", len(got))
+	}
+}
+
+// Found by the simulator: the last scope item of a delta run, delivered
+// again after the users pages began, met an expired groups link and started
+// a new scope round; the users pages then read the new generation's scope
+// rows while they were being written, found users in no selected group and
+// recorded them as leaving. Once the users are read, a scope item changes
+// nothing.
+func TestNoScopeRoundStartsOnceTheUsersAreRead(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	setThreshold(t, e, dirsync.DeletionThreshold{})
+	src := newGroupSource(e.Source)
+	e.Engine.Source = src
+	e.Seed(4)
+	src.put(gid(1), "Sales", uid(1), uid(2))
+	s, etag, _ := e.Engine.Settings(ctx)
+	s.GroupScope = []string{gid(1)}
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first run = %s (%s)", run.Status, run.Error)
+	}
+
+	p := person(1)
+	p["jobTitle"] = "Manager"
+	e.Source.Put(uid(1), p)
+	run, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scopeItem []byte
+	redelivered := false
+	run = e.Finish(run.ID, dirsynctest.DrainOptions{Before: func(m dirsync.Message, count int) error {
+		w, err := dirsync.DecodeWorkItem(m.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case w.Kind == dirsync.WorkScope && scopeItem == nil:
+			scopeItem = m.Body
+		case w.Kind == dirsync.WorkPage && !redelivered:
+			redelivered = true
+			// The scope item again, its link expired meanwhile; then the
+			// first item of the round it would have started.
+			src.mu.Lock()
+			src.expired = true
+			src.mu.Unlock()
+			if err := e.Engine.HandleWork(ctx, scopeItem, dirsync.Delivery{Count: 2}); err != nil {
+				t.Errorf("scope item delivered again: %v", err)
+			}
+			next, _ := json.Marshal(dirsync.WorkItem{Kind: dirsync.WorkScope, RunID: w.RunID, Epoch: w.Epoch, Cursor: "1"})
+			if err := e.Engine.HandleWork(ctx, next, dirsync.Delivery{Count: 1}); err != nil {
+				t.Errorf("next round's scope item: %v", err)
+			}
+			if r, _ := e.Engine.GetRun(ctx, w.RunID); r.ScopeRound != 0 {
+				t.Errorf("a scope round started after the users pages began (round %d)", r.ScopeRound)
+			}
+		}
+		return nil
+	}})
+	if !redelivered {
+		t.Fatal("the run had no users page")
+	}
+	if run.Status != dirsync.RunSucceeded || run.Mode != dirsync.ModeDelta {
+		t.Fatalf("run = %s/%s (%s), want a succeeded delta run", run.Status, run.Mode, run.Error)
+	}
+	if run.Counters.OutOfScope != 0 || run.Counters.Deleted != 0 || run.Counters.Updated != 1 {
+		t.Errorf("counters = %+v, want 1 updated and nobody out of scope or deleted", run.Counters)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2)}, e.activeIDs()); diff != "" {
+		t.Errorf("scoped directory (-want +got):\n%s", diff)
 	}
 }
