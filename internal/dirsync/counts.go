@@ -3,7 +3,9 @@ package dirsync
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 )
 
 // Each users partition (bucket) holds one counts row: how many of the
@@ -151,18 +153,34 @@ const countsAttempts = 8
 // the rows as the caller read them, so the delta stays exact). An
 // EPRECONDITION, ENOTFOUND or ECONFLICT that remains comes from a user row:
 // another writer got in first, and the caller retries from a new read.
+//
+// The counts row is not read before a batch when this process wrote it
+// last (countsCache): the batch is conditional on the ETag that write got,
+// so it commits only if the row is still as remembered; if another writer
+// moved it, the batch fails, the row is read, and the batch is built again.
+// The remembered row is a guess that can only cost a retry, never a wrong
+// count.
 func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]string) error {
 	if len(ops) == 0 {
 		return nil
 	}
 	pk := ops[0].Entity.PartitionKey
-	cur, err := e.readCounts(ctx, pk)
-	if err != nil {
-		return err
+	cache := e.countsCache(pk)
+	var cur bucketCounts
+	cached := false
+	if cache != nil {
+		cur, cached = cache.get()
+	}
+	if !cached {
+		var err error
+		if cur, err = e.readCounts(ctx, pk); err != nil {
+			return err
+		}
 	}
 	for attempt := 1; ; attempt++ {
-		all := append(ops[:len(ops):len(ops)], countsOp(cur, pk, ops, was))
-		err := e.Store.Batch(ctx, TableUsers, all)
+		counts := countsOp(cur, pk, ops, was)
+		all := append(ops[:len(ops):len(ops)], counts)
+		err := e.batchETags(ctx, all, cache)
 		if err == nil || attempt == countsAttempts || !(IsCode(err, EPRECONDITION) || IsCode(err, ECONFLICT) || IsCode(err, ENOTFOUND)) {
 			return err
 		}
@@ -172,6 +190,61 @@ func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]s
 		}
 		cur = now
 	}
+}
+
+// batchETags writes a users batch whose last op is its partition's counts
+// row, and remembers that row as written (or forgets it when the write
+// failed or its ETag is not known).
+func (e *Engine) batchETags(ctx context.Context, all []BatchOp, cache *countsEntry) error {
+	be, ok := e.Store.(BatchETagger)
+	if !ok || cache == nil {
+		return e.Store.Batch(ctx, TableUsers, all)
+	}
+	etags, err := be.BatchETags(ctx, TableUsers, all)
+	if err != nil || len(etags) != len(all) || etags[len(etags)-1] == "" {
+		cache.forget()
+		return err
+	}
+	row := all[len(all)-1].Entity
+	row.ETag = etags[len(etags)-1]
+	cache.put(countsFromEntity(row))
+	return nil
+}
+
+// countsEntry is a users partition's counts row as this process last wrote
+// it.
+type countsEntry struct {
+	mu  sync.Mutex
+	row *bucketCounts
+}
+
+func (c *countsEntry) get() (bucketCounts, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.row == nil {
+		return bucketCounts{}, false
+	}
+	r := *c.row
+	r.ByStatus = maps.Clone(r.ByStatus)
+	return r, true
+}
+
+func (c *countsEntry) put(r bucketCounts) { c.mu.Lock(); c.row = &r; c.mu.Unlock() }
+func (c *countsEntry) forget()          { c.mu.Lock(); c.row = nil; c.mu.Unlock() }
+
+// countsRows holds the countsEntry of every partition, per store (the
+// engine is copied by value, e.g. for previews, whose store writes no
+// counts row it could remember: it is not a BatchETagger).
+var countsRows sync.Map // "<store>|<pk>" -> *countsEntry
+
+// countsCache is pk's entry (nil when the store cannot report ETags).
+func (e *Engine) countsCache(pk string) *countsEntry {
+	if _, ok := e.Store.(BatchETagger); !ok {
+		return nil
+	}
+	key := fmt.Sprintf("%p|%s", e.Store, pk)
+	c, _ := countsRows.LoadOrStore(key, &countsEntry{})
+	return c.(*countsEntry)
 }
 
 // replaceUser writes u over the row it was read as (u.ETag), whose status

@@ -128,3 +128,72 @@ func TestNewDirectoryIsNotScannedByTheCountStep(t *testing.T) {
 		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
 	}
 }
+
+// countsReads counts point reads of counts rows; it keeps the in-memory
+// store's BatchETags (the engine then remembers the counts rows it wrote).
+type countsReads struct {
+	*dirsynctest.Store
+	reads int
+}
+
+func (r *countsReads) Get(ctx context.Context, table, pk, rk string) (dirsync.Entity, error) {
+	if table == dirsync.TableUsers && rk == dirsync.CountsRowKey {
+		r.reads++
+	}
+	return r.Store.Get(ctx, table, pk, rk)
+}
+
+// A partition's counts row is read once, not before every batch: the
+// engine writes it with the ETag its last batch reported. When another
+// writer moved it, the batch fails and the row is read again, and the
+// counts stay exact.
+func TestCountsRowIsNotReadBeforeEveryBatch(t *testing.T) {
+	e := newEnv(t)
+	e.Seed(450)
+	reads := &countsReads{Store: e.Store}
+	e.Engine.Store = reads
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first sync: %s (%s)", run.Status, run.Error)
+	}
+	// 5 pages write to every partition (80 batches). The rows are read
+	// once each by the start (is the directory empty?), by the first write
+	// to each partition, by the sweep and by the count step; none before
+	// the other batches.
+	if max := 4 * dirsync.UserBuckets; reads.reads > max {
+		t.Errorf("the first sync read counts rows %d times, want at most %d", reads.reads, max)
+	}
+
+	// Another writer (another instance) moves two counts rows: the next
+	// batches to them fail, read them and write again.
+	ctx := context.Background()
+	for _, pk := range []string{dirsync.Bucket(uid(3)), dirsync.Bucket(uid(4))} {
+		row, err := e.Store.Get(ctx, dirsync.TableUsers, pk, dirsync.CountsRowKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Store.Replace(ctx, dirsync.TableUsers, row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []int{3, 4} {
+		p := person(n)
+		p["jobTitle"] = "Manager"
+		e.Source.Put(uid(n), p)
+	}
+	e.Source.Put(uid(451), person(451))
+	reads.reads = 0
+	run := e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded || run.Counters.Updated != 2 || run.Counters.Added != 1 {
+		t.Fatalf("delta sync: %s, counters %+v; want 2 updated, 1 added", run.Status, run.Counters)
+	}
+	got, missing := rowCounts(e)
+	if missing != 0 {
+		t.Errorf("%d partitions have no exact counts row", missing)
+	}
+	if diff := cmp.Diff(scanCounts(e), got); diff != "" {
+		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
+	}
+	if got[dirsync.StatusActive] != 451 {
+		t.Errorf("active = %d, want 451", got[dirsync.StatusActive])
+	}
+}

@@ -138,12 +138,17 @@ func (e *Engine) startOnDemand(ctx context.Context, s Settings, who string) (Run
 	if active, err := e.ActiveRun(ctx); err != nil {
 		return Run{}, err
 	} else if active != nil && readingUsers(active.Phase) {
-		// A run holds the lock and reads users: its pages must win (a run
-		// that has only just started has no row yet, and no known number:
-		// it is the latest one). Once its pages are applied (deciding,
-		// deleting, ...), this write orders after them, so a deletion the
-		// run decided before finds the user written since, and keeps it.
+		// A run holds the lock and reads users: its pages must win. Once
+		// its pages are applied (deciding, deleting, ...), this write
+		// orders after them, so a deletion the run decided before finds
+		// the user written since, and keeps it.
 		stamp = onDemandBefore + now.UnixMilli()
+		// Its own number, not the latest: a start paused after taking the
+		// lock and then replaced as stalled still takes a number when it
+		// resumes, so the latest can be above the running run's (found by
+		// the simulator). A run that has only just started has no row yet
+		// and no known number: this write is then ordered before every run.
+		latest = active.Seq
 	}
 	groups, err := e.dynamicGroups(ctx)
 	if err != nil {

@@ -191,15 +191,21 @@ func (e *Engine) keptPage(ctx context.Context, run Run, w WorkItem) (UserPage, b
 
 // recordSuccessor notes which successor a page's first fetch led to, and
 // reports whether this fetch leads to the same one.
+//
+// It inserts first and reads only when a record exists (a page fetched
+// again): it is on the chain of pages' critical path, so the first fetch
+// costs one request, not a read and a write.
 func (e *Engine) recordSuccessor(ctx context.Context, run Run, w WorkItem, links string) (bool, error) {
 	key := shortHash(links)
-	ent, err := e.modify(ctx, TablePages, run.ID+"|next", pageRowKey(w.Epoch, w.Seq), func(ent *Entity, exists bool) error {
-		if exists {
-			return errSkipWrite
-		}
-		ent.Props = map[string]any{"links": key}
-		return nil
-	})
+	pk, rk := run.ID+"|next", pageRowKey(w.Epoch, w.Seq)
+	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: pk, RowKey: rk, Props: map[string]any{"links": key}})
+	if err == nil {
+		return true, nil
+	}
+	if !IsCode(err, ECONFLICT) {
+		return false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
+	}
+	ent, err := e.Store.Get(ctx, TablePages, pk, rk)
 	if err != nil {
 		return false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
 	}

@@ -159,6 +159,15 @@ type Store interface {
 	Ping(ctx context.Context) error
 }
 
+// BatchETagger is a Store whose batches also report the ETag each row got,
+// in the order of ops ("" for a delete). It is optional: the engine uses it
+// to write a users partition's counts row without reading it first
+// (usersBatch); a nil slice with a nil error means the ETags are not known.
+// Errors are Batch's.
+type BatchETagger interface {
+	BatchETags(ctx context.Context, table string, ops []BatchOp) ([]string, error)
+}
+
 // LogStore holds run logs as append-only objects (Azure append blobs), named
 // like "2026/11/23/<run id>.jsonl" inside the configured container.
 //

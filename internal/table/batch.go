@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
@@ -25,11 +28,25 @@ import (
 // Unlike Store.Delete, a BatchDelete of a missing row fails the batch
 // (ENOTFOUND): an atomic batch cannot skip one of its operations.
 func (s *Store) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) error {
+	_, err := s.batch(ctx, table, ops, false)
+	return err
+}
+
+// BatchETags is Batch, also returning the ETag each row got, in the order
+// of ops ("" for a delete), read from the transaction's response: the SDK
+// parses it and drops it (its TransactionResponse has no fields), so a
+// policy keeps the body (keepBatchBody). nil when the response could not
+// be read as expected.
+func (s *Store) BatchETags(ctx context.Context, table string, ops []dirsync.BatchOp) ([]string, error) {
+	return s.batch(ctx, table, ops, true)
+}
+
+func (s *Store) batch(ctx context.Context, table string, ops []dirsync.BatchOp, wantETags bool) ([]string, error) {
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	if len(ops) > dirsync.MaxBatch {
-		return dirsync.Errorf(dirsync.EINVALID, "a batch holds %d operations; the limit is %d", len(ops), dirsync.MaxBatch).
+		return nil, dirsync.Errorf(dirsync.EINVALID, "a batch holds %d operations; the limit is %d", len(ops), dirsync.MaxBatch).
 			WithHint("split the batch")
 	}
 	pk := ops[0].Entity.PartitionKey
@@ -38,28 +55,93 @@ func (s *Store) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) 
 	for i, op := range ops {
 		e := op.Entity
 		if e.PartitionKey != pk {
-			return dirsync.Errorf(dirsync.EINVALID, "batch operation %d is for partition %s but operation 0 is for %s; a batch covers one partition", i, quoteKey(e.PartitionKey), quoteKey(pk)).
+			return nil, dirsync.Errorf(dirsync.EINVALID, "batch operation %d is for partition %s but operation 0 is for %s; a batch covers one partition", i, quoteKey(e.PartitionKey), quoteKey(pk)).
 				WithHint("group the operations by partition key")
 		}
 		if seen[e.RowKey] {
-			return dirsync.Errorf(dirsync.EINVALID, "batch operation %d repeats row %s; a batch may touch each row once", i, quoteKey(e.RowKey)).
+			return nil, dirsync.Errorf(dirsync.EINVALID, "batch operation %d repeats row %s; a batch may touch each row once", i, quoteKey(e.RowKey)).
 				WithHint("merge the operations on that row")
 		}
 		seen[e.RowKey] = true
 		a, err := transactionAction(op)
 		if err != nil {
-			return fmt.Errorf("batch operation %d: %w", i, err)
+			return nil, fmt.Errorf("batch operation %d: %w", i, err)
 		}
 		actions[i] = a
+	}
+	var kept *keptBody
+	if wantETags {
+		kept = &keptBody{}
+		ctx = context.WithValue(ctx, keptBodyKey{}, kept)
 	}
 	err := s.withTable(ctx, table, func(c *aztables.Client) error {
 		_, err := c.SubmitTransaction(ctx, actions, nil)
 		return batchError(err)
 	})
 	if err != nil {
-		return translateBatch(table, pk, ops, err)
+		return nil, translateBatch(table, pk, ops, err)
 	}
-	return nil
+	if kept == nil {
+		return nil, nil
+	}
+	return batchETags(kept.body, ops), nil
+}
+
+// keptBody receives a transaction's response body (keepBatchBody).
+type keptBody struct{ body []byte }
+
+type keptBodyKey struct{}
+
+// keepBatchBody is a pipeline policy that keeps a copy of the response body
+// of a request whose context holds a *keptBody (the last attempt's).
+type keepBatchBody struct{}
+
+func (keepBatchBody) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	kept, ok := req.Raw().Context().Value(keptBodyKey{}).(*keptBody)
+	if err != nil || !ok || resp == nil || resp.Body == nil {
+		return resp, err
+	}
+	body, rerr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	kept.body = nil
+	if rerr == nil {
+		kept.body = body
+	}
+	return resp, nil
+}
+
+var innerETag = regexp.MustCompile(`(?mi)^ETag:[ \t]*(\S+)\r?$`)
+
+// batchETags reads, from a successful transaction's multipart response,
+// the ETag of each operation's row, in order (the service answers the
+// operations of a changeset in the order they were sent). nil unless it
+// finds one inner response per operation, each with an ETag but deletes.
+func batchETags(body []byte, ops []dirsync.BatchOp) []string {
+	starts := innerStatus.FindAllIndex(body, -1)
+	if len(starts) != len(ops) {
+		return nil
+	}
+	etags := make([]string, len(ops))
+	for i, at := range starts {
+		end := len(body)
+		if i+1 < len(starts) {
+			end = starts[i+1][0]
+		}
+		part := body[at[0]:end]
+		if h := bytes.Index(part, []byte("\r\n\r\n")); h >= 0 {
+			part = part[:h]
+		}
+		m := innerETag.FindSubmatch(part)
+		switch {
+		case m != nil:
+			etags[i] = string(m[1])
+		case ops[i].Kind != dirsync.BatchDelete:
+			return nil
+		}
+	}
+	return etags
 }
 
 func transactionAction(op dirsync.BatchOp) (aztables.TransactionAction, error) {

@@ -32,7 +32,10 @@ import (
 	"github.com/entrasync/entrasync/internal/dirsync"
 )
 
-var _ dirsync.Store = (*Store)(nil)
+var (
+	_ dirsync.Store        = (*Store)(nil)
+	_ dirsync.BatchETagger = (*Store)(nil)
+)
 
 // DefaultTablePrefix is the TablePrefix used when Config leaves it empty.
 const DefaultTablePrefix = "entrasync"
@@ -84,6 +87,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, configError("TablePrefix %q is not valid: use 1 to 40 letters and digits, starting with a letter", prefix)
 	}
 	opts := &aztables.ClientOptions{ClientOptions: azure.ClientOptions(cfg.MaxRetries)}
+	opts.PerRetryPolicies = append(opts.PerRetryPolicies, keepBatchBody{})
 	var svc *aztables.ServiceClient
 	var err error
 	switch {

@@ -735,3 +735,62 @@ func TestServiceErrors(t *testing.T) {
 		})
 	}
 }
+
+// BatchETags reports the ETag each row got, in the order of the ops: a
+// conditional write with it succeeds (the engine writes a partition's
+// counts row with the ETag its last batch reported, without reading it).
+func TestBatchETags(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	for _, rk := range []string{"replaced", "deleted", "merged"} {
+		if _, err := s.Insert(ctx, "users", ent("b01", rk, map[string]any{"V": "old"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur, err := s.Get(ctx, "users", "b01", "replaced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace := ent("b01", "replaced", map[string]any{"V": "new"})
+	replace.ETag = cur.ETag
+	ops := []dirsync.BatchOp{
+		{Kind: dirsync.BatchInsert, Entity: ent("b01", "inserted", map[string]any{"V": "new"})},
+		{Kind: dirsync.BatchReplace, Entity: replace},
+		{Kind: dirsync.BatchDelete, Entity: ent("b01", "deleted", nil)},
+		{Kind: dirsync.BatchUpsert, Entity: ent("b01", "upserted", map[string]any{"V": "new"})},
+		{Kind: dirsync.BatchUpsert, Entity: ent("b01", "merged", map[string]any{"V": "new"})},
+	}
+	etags, err := s.BatchETags(ctx, "users", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, op := range ops {
+		if op.Kind == dirsync.BatchDelete {
+			want = append(want, "")
+			continue
+		}
+		got, err := s.Get(ctx, "users", "b01", op.Entity.RowKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, got.ETag)
+	}
+	if diff := cmp.Diff(want, etags); diff != "" {
+		t.Fatalf("ETags (-read back +reported):\n%s", diff)
+	}
+	// The reported ETag makes a conditional write succeed, and a stale one
+	// fail.
+	next := ent("b01", "replaced", map[string]any{"V": "newer"})
+	next.ETag = etags[1]
+	if err := s.Batch(ctx, "users", []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: next}}); err != nil {
+		t.Errorf("replace with the reported ETag: %v", err)
+	}
+	err = s.Batch(ctx, "users", []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: next}})
+	wantCode(t, "replace with the reported ETag after it moved", err, dirsync.EPRECONDITION)
+	// A failed batch reports nothing.
+	if etags, err := s.BatchETags(ctx, "users", ops[:1]); err == nil || etags != nil {
+		t.Errorf("a batch inserting an existing row: etags %v, err %v; want nil and ECONFLICT", etags, err)
+	}
+}

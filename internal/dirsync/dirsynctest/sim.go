@@ -1199,6 +1199,16 @@ func (p *simStore) Batch(ctx context.Context, table string, ops []dirsync.BatchO
 	return err
 }
 
+func (p *simStore) BatchETags(ctx context.Context, table string, ops []dirsync.BatchOp) ([]string, error) {
+	if err := workerOf(ctx).point(); err != nil {
+		return nil, err
+	}
+	p.sim.beforeWrite(ctx, table, ops)
+	etags, err := p.Store.BatchETags(ctx, table, ops)
+	p.sim.afterWrite(ctx, table, err)
+	return etags, err
+}
+
 func (p *simStore) Query(ctx context.Context, table string, q dirsync.Query) (dirsync.EntityPage, error) {
 	if err := workerOf(ctx).point(); err != nil {
 		return dirsync.EntityPage{}, err

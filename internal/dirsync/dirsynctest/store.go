@@ -160,35 +160,44 @@ func (s *Store) apply(table string, op dirsync.BatchOp) (string, error) {
 }
 
 func (s *Store) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) error {
+	_, err := s.BatchETags(ctx, table, ops)
+	return err
+}
+
+// BatchETags is Batch, returning the ETag each row got ("" for deletes).
+func (s *Store) BatchETags(ctx context.Context, table string, ops []dirsync.BatchOp) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.fail(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	if len(ops) > dirsync.MaxBatch {
-		return dirsync.Errorf(dirsync.EINVALID, "batch of %d operations; at most %d", len(ops), dirsync.MaxBatch)
+		return nil, dirsync.Errorf(dirsync.EINVALID, "batch of %d operations; at most %d", len(ops), dirsync.MaxBatch)
 	}
+	etags := make([]string, len(ops))
 	pk := ops[0].Entity.PartitionKey
 	snapshot := maps.Clone(s.table(table))
-	for _, op := range ops {
+	for i, op := range ops {
 		if op.Entity.PartitionKey != pk {
 			s.tables[table] = snapshot
-			return dirsync.Errorf(dirsync.EINVALID, "batch spans partitions %q and %q", pk, op.Entity.PartitionKey)
+			return nil, dirsync.Errorf(dirsync.EINVALID, "batch spans partitions %q and %q", pk, op.Entity.PartitionKey)
 		}
 		if _, exists := s.table(table)[key(op.Entity.PartitionKey, op.Entity.RowKey)]; op.Kind == dirsync.BatchDelete && !exists {
 			// As in Table Storage: a batch cannot skip a delete.
 			s.tables[table] = snapshot
-			return dirsync.Errorf(dirsync.ENOTFOUND, "%s/%s/%s not found", table, op.Entity.PartitionKey, op.Entity.RowKey)
+			return nil, dirsync.Errorf(dirsync.ENOTFOUND, "%s/%s/%s not found", table, op.Entity.PartitionKey, op.Entity.RowKey)
 		}
-		if _, err := s.apply(table, op); err != nil {
+		etag, err := s.apply(table, op)
+		if err != nil {
 			s.tables[table] = snapshot
-			return err
+			return nil, err
 		}
+		etags[i] = etag
 	}
-	return nil
+	return etags, nil
 }
 
 func (s *Store) Query(ctx context.Context, table string, q dirsync.Query) (dirsync.EntityPage, error) {
