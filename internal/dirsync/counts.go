@@ -230,7 +230,7 @@ func (c *countsEntry) get() (bucketCounts, bool) {
 }
 
 func (c *countsEntry) put(r bucketCounts) { c.mu.Lock(); c.row = &r; c.mu.Unlock() }
-func (c *countsEntry) forget()          { c.mu.Lock(); c.row = nil; c.mu.Unlock() }
+func (c *countsEntry) forget()            { c.mu.Lock(); c.row = nil; c.mu.Unlock() }
 
 // countsRows holds the countsEntry of every partition, per store (the
 // engine is copied by value, e.g. for previews, whose store writes no

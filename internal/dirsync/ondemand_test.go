@@ -102,28 +102,47 @@ func TestProvisionOnDemand(t *testing.T) {
 const onDemandBurst = 5
 
 func TestProvisionOnDemandWhileASyncRuns(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.Seed(5)
-	e.Sync(dirsynctest.DrainOptions{})
-	// A sync starts and reads its round; Entra changes user 2 twice: the
-	// on-demand call sees the first change, the sync's page the second.
-	e.setPerson(2, func(p map[string]string) { p["jobTitle"] = "Lead" })
-	run, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "test"})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		// laterNumber: a start paused after taking the lock, replaced as
+		// stalled, takes a run number above the running run's when it
+		// resumes (found by the simulator).
+		laterNumber bool
+	}{
+		{"the latest run number is the running run's", false},
+		{"a later run number was taken meanwhile", true},
 	}
-	res, err := e.Engine.ProvisionUser(ctx, uid(2), "admin")
-	if err != nil || res.Outcome != "updated" {
-		t.Fatalf("on demand: %v %s", err, res.Outcome)
-	}
-	e.setPerson(2, func(p map[string]string) { p["jobTitle"] = "Principal" })
-	done := e.Finish(run.ID, dirsynctest.DrainOptions{})
-	if done.Status != dirsync.RunSucceeded {
-		t.Fatalf("sync %s: %s", done.Status, done.Error)
-	}
-	// The sync's page is part of the round whose token it saves: it wins.
-	if got := e.directory(dirsync.StatusActive)[uid(2)]["jobTitle"]; got != "Principal" {
-		t.Errorf("jobTitle = %q after the sync, want the sync's Principal", got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			e.Seed(5)
+			e.Sync(dirsynctest.DrainOptions{})
+			// A sync starts and reads its round; Entra changes user 2 twice: the
+			// on-demand call sees the first change, the sync's page the second.
+			e.setPerson(2, func(p map[string]string) { p["jobTitle"] = "Lead" })
+			run, err := e.Engine.StartRun(ctx, dirsync.StartRequest{Trigger: dirsync.TriggerManual, RequestedBy: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.laterNumber {
+				if _, err := e.Store.Upsert(ctx, dirsync.TableState, dirsync.Entity{PartitionKey: "sync", RowKey: "seq", Props: map[string]any{"next": run.Seq + 1}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := e.Engine.ProvisionUser(ctx, uid(2), "admin")
+			if err != nil || res.Outcome != "updated" {
+				t.Fatalf("on demand: %v %s", err, res.Outcome)
+			}
+			e.setPerson(2, func(p map[string]string) { p["jobTitle"] = "Principal" })
+			done := e.Finish(run.ID, dirsynctest.DrainOptions{})
+			if done.Status != dirsync.RunSucceeded {
+				t.Fatalf("sync %s: %s", done.Status, done.Error)
+			}
+			// The sync's page is part of the round whose token it saves: it wins.
+			if got := e.directory(dirsync.StatusActive)[uid(2)]["jobTitle"]; got != "Principal" {
+				t.Errorf("jobTitle = %q after the sync, want the sync's Principal", got)
+			}
+		})
 	}
 }
