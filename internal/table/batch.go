@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -102,11 +101,10 @@ func (keepBatchBody) Do(req *policy.Request) (*http.Response, error) {
 	if err != nil || !ok || resp == nil || resp.Body == nil {
 		return resp, err
 	}
-	body, rerr := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	// runtime.Payload leaves the body readable again (the SDK reads it
+	// after us, and batchError reads a failure's body once more).
 	kept.body = nil
-	if rerr == nil {
+	if body, err := runtime.Payload(resp); err == nil {
 		kept.body = body
 	}
 	return resp, nil

@@ -765,6 +765,7 @@ func TestBatchETags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	etags0 := etags[1]
 	var want []string
 	for _, op := range ops {
 		if op.Kind == dirsync.BatchDelete {
@@ -789,8 +790,15 @@ func TestBatchETags(t *testing.T) {
 	}
 	err = s.Batch(ctx, "users", []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: next}})
 	wantCode(t, "replace with the reported ETag after it moved", err, dirsync.EPRECONDITION)
-	// A failed batch reports nothing.
-	if etags, err := s.BatchETags(ctx, "users", ops[:1]); err == nil || etags != nil {
-		t.Errorf("a batch inserting an existing row: etags %v, err %v; want nil and ECONFLICT", etags, err)
+	// A failed batch reports nothing, and fails with the failing
+	// operation's code, as Batch does.
+	etags, err = s.BatchETags(ctx, "users", ops[:1])
+	wantCode(t, "BatchETags inserting an existing row", err, dirsync.ECONFLICT)
+	if etags != nil {
+		t.Errorf("a failed batch reported ETags %v", etags)
 	}
+	stale := ent("b01", "replaced", map[string]any{"V": "stale"})
+	stale.ETag = etags0
+	_, err = s.BatchETags(ctx, "users", []dirsync.BatchOp{{Kind: dirsync.BatchReplace, Entity: stale}})
+	wantCode(t, "BatchETags replacing with a stale ETag", err, dirsync.EPRECONDITION)
 }
