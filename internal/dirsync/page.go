@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -32,6 +31,9 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 		return err
 	}
 	page, err := e.fetchPage(ctx, run, settings, w)
+	if err == nil && page.NextLink != "" {
+		e.prefetchNext(ctx, settings, page.NextLink)
+	}
 	switch ErrorCode(err) {
 	case "":
 	case ETOKENEXPIRED:
@@ -85,7 +87,7 @@ func (e *Engine) fetchPage(ctx context.Context, run Run, s Settings, w WorkItem)
 	}
 	req := DeltaRequest{Link: w.Link, Select: rg.selectAttrs, PageSize: s.PageSize}
 	if w.Seq != 0 {
-		if p, ok := ctx.Value(prefetchKey{}).(*prefetched); ok && p.req.Link == req.Link && p.req.PageSize == req.PageSize && slices.Equal(p.req.Select, req.Select) {
+		if p := e.prefetchedPage(ctx, req); p != nil {
 			<-p.done
 			return p.page, p.err
 		}
@@ -124,41 +126,6 @@ func (e *Engine) fetchPage(ctx context.Context, run Run, s Settings, w WorkItem)
 	}
 	page, _, err = e.keptPage(ctx, run, w)
 	return page, err
-}
-
-// prefetched is a later page's Graph request, made while its item reads
-// the lock and its page record (prefetchPage).
-type prefetched struct {
-	req  DeltaRequest
-	done chan struct{}
-	page UserPage
-	err  error
-}
-
-type prefetchKey struct{}
-
-// prefetchPage starts fetching a later page of a running run as soon as
-// the run is known. Fetching is the chain of pages' critical path: each
-// page's fetch waits for the one before (its link), so the reads an item
-// makes before it (the lock, the page record) would add to every page's
-// latency. The request is the one fetchPage makes, and fetchPage takes its
-// answer; an item that ends early (its page was applied already) discards
-// it. With a concurrency of 1 (the simulator's, which replays a seed
-// exactly) nothing is prefetched.
-func (e *Engine) prefetchPage(ctx context.Context, run Run, s Settings, w WorkItem) context.Context {
-	if w.Kind != WorkPage || w.Seq == 0 || w.Link == "" || run.Status != RunRunning || e.concurrency() < 2 {
-		return ctx
-	}
-	rg, err := e.runGroups(ctx, run, s)
-	if err != nil {
-		return ctx // fetchPage reports it
-	}
-	p := &prefetched{req: DeltaRequest{Link: w.Link, Select: rg.selectAttrs, PageSize: s.PageSize}, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.page, p.err = e.Source.UsersDelta(ctx, p.req)
-	}()
-	return context.WithValue(ctx, prefetchKey{}, p)
 }
 
 // keptPage reads the kept copy of an epoch's first page (ok false when
