@@ -176,6 +176,13 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	for _, g := range u.Memberships() {
 		lb.add(LogEvent{Event: EvMemberRemoved, UserID: id, UPN: d.UPN, Group: g, Reason: "the user was removed from the directory"})
 	}
+	// Its stored photo goes before the row: once the row is gone, nothing
+	// would remove it. (A preview deletes nothing for real.)
+	if e.Photos != nil && !run.Preview && (s.PhotoSync || u.PhotoETag != "") {
+		if err := e.Photos.DeletePhoto(ctx, id); err != nil {
+			return false, fmt.Errorf("delete the photo of %s: %w", id, err)
+		}
+	}
 	if err := e.deleteUserRow(ctx, u); err != nil {
 		if IsCode(err, EPRECONDITION) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a user changed while it was being deleted; the chunk is applied again", Err: err}

@@ -39,7 +39,7 @@ type Engine struct {
 	// longest Retry-After Graph sends and than a message's lock lifetime).
 	LockStaleAfter time.Duration
 	// WaitDelay is how long a collect item first waits before checking again
-	// that every page was applied (default 2s; it doubles up to a minute).
+	// that every page was applied (default 250 ms; it doubles up to a minute).
 	WaitDelay time.Duration
 	// MaxDeliveries is the queue's max delivery count (default 10): on the
 	// last delivery a failing item fails its run instead of retrying.
@@ -73,7 +73,10 @@ func (e *Engine) waitDelay() time.Duration {
 	if e.WaitDelay > 0 {
 		return e.WaitDelay
 	}
-	return 2 * time.Second
+	// Short: collect is queued when the last page is fetched, and usually
+	// waits only for the few pages still being applied; the wait doubles
+	// with every check.
+	return 250 * time.Millisecond
 }
 
 func (e *Engine) maxDeliveries() int {

@@ -321,3 +321,25 @@ func TestPhotoScenarios(t *testing.T) {
 		})
 	}
 }
+
+// Found by the simulator: a deleted user's stored photo stayed in Blob
+// Storage (and came back with the user when it was restored without one).
+// A user leaving the directory takes its photo along.
+func TestDeletedUsersPhotoIsRemoved(t *testing.T) {
+	e := photoEnv(t, dirsync.DefaultPhotoMaxBytes)
+	e.Seed(3)
+	e.Source.SetPhoto(uid(1), []byte("one"), "image/jpeg")
+	e.Source.SetPhoto(uid(2), []byte("two"), "image/jpeg")
+	mustSucceed(t, e.Sync(dirsynctest.DrainOptions{}))
+	if len(e.Photos.All()) != 2 {
+		t.Fatalf("%d photos stored after the first sync, want 2", len(e.Photos.All()))
+	}
+	e.Source.Remove(uid(1), "deleted")
+	mustSucceed(t, e.Sync(dirsynctest.DrainOptions{}))
+	if _, ok := e.Photos.All()[uid(1)]; ok {
+		t.Error("the deleted user's photo is still stored")
+	}
+	if _, ok := e.Photos.All()[uid(2)]; !ok {
+		t.Error("another user's photo was removed")
+	}
+}
