@@ -76,6 +76,10 @@ type Config struct {
 	TrustEasyAuth bool
 
 	LogLevel slog.Level // LOG_LEVEL: debug, info (default), warn, error
+	// CPUProfile, when set (ENTRASYNC_CPU_PROFILE), is a file the handler
+	// writes a Go CPU profile of its whole life to, for `go tool pprof`
+	// (make bench -cpuprofile). A diagnostic: leave it unset in Azure.
+	CPUProfile string
 }
 
 // settingError names the setting and says what to do.
@@ -95,6 +99,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		TablePrefix:                orDefault(get("TABLE_PREFIX"), "entrasync"),
 		LogContainer:               orDefault(get("LOG_CONTAINER"), "sync-logs"),
 		PhotoContainer:             orDefault(get("PHOTO_CONTAINER"), "photos"),
+		CPUProfile:                 get("ENTRASYNC_CPU_PROFILE"),
 		ServiceBusConnection:       get("ServiceBusConnection"),
 		ServiceBusNamespace:        get("ServiceBusConnection__fullyQualifiedNamespace"),
 		ServiceBusIdentityClientID: get("ServiceBusConnection__clientId"),

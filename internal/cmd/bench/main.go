@@ -62,6 +62,7 @@ type options struct {
 	runTimeout   time.Duration
 	out          string
 	summarize    string
+	cpuProfile   string
 }
 
 func main() {
@@ -97,6 +98,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.floorWorkers, "floor-workers", 4, "batches in flight at once in the storage floor")
 	fs.DurationVar(&o.runTimeout, "run-timeout", 30*time.Minute, "longest one sync may take")
 	fs.StringVar(&o.out, "out", "", "results file (default bench/results/<UTC date>.json)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "directory for Go CPU profiles of the handler, one per stack (handler-<users>.pprof, handler-latency.pprof; read with go tool pprof)")
 	fs.StringVar(&o.summarize, "summarize", "", "print the summary table of this results file and run nothing (for a run that was interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -237,6 +239,11 @@ type latencyRun struct {
 const pollEvery = 100 * time.Millisecond
 
 func run(ctx context.Context, o options, out io.Writer) error {
+	if o.cpuProfile != "" {
+		if err := os.MkdirAll(o.cpuProfile, 0o755); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+	}
 	began := time.Now()
 	root, bin, logs, err := localstack.Workspace("bench-host.log", "bench-handler.log")
 	if err != nil {
@@ -350,8 +357,9 @@ func startStack(ctx context.Context, o options, users int, latency time.Duration
 		Graph: graphsim.Config{Users: users, Seed: o.seed, PageSize: o.pageSize, PageLatency: latency, NullForClearedProperties: true},
 		// The schedule's timer (every 5 minutes here) would start syncs of
 		// its own, racing the measured ones: only the API starts runs here.
-		Host:   devhost.Options{HandlerOutput: hlog, DisableTimers: true},
-		Logger: logger,
+		Host:     devhost.Options{HandlerOutput: hlog, DisableTimers: true},
+		Settings: profileSetting(o, users, latency),
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, err
@@ -361,6 +369,22 @@ func startStack(ctx context.Context, o options, users int, latency time.Duration
 	bs.tls = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	ok = true
 	return bs, nil
+}
+
+// profileSetting asks the handler of one stack for a CPU profile (-cpuprofile).
+func profileSetting(o options, users int, latency time.Duration) map[string]string {
+	if o.cpuProfile == "" {
+		return nil
+	}
+	name := fmt.Sprintf("handler-%d.pprof", users)
+	if latency > 0 {
+		name = "handler-latency.pprof"
+	}
+	abs, err := filepath.Abs(filepath.Join(o.cpuProfile, name))
+	if err != nil {
+		abs = filepath.Join(o.cpuProfile, name)
+	}
+	return map[string]string{"ENTRASYNC_CPU_PROFILE": abs}
 }
 
 func (bs *benchStack) Close() {
