@@ -36,6 +36,15 @@ type bucketCounts struct {
 
 func (c bucketCounts) valid() bool { return c.Found && !c.Stale }
 
+// total is the number of user rows the row counts.
+func (c bucketCounts) total() int64 {
+	var n int64
+	for _, v := range c.ByStatus {
+		n += v
+	}
+	return n
+}
+
 func countsFromEntity(ent Entity) bucketCounts {
 	c := bucketCounts{Found: true, Stale: ent.Str("state") != "exact", ByStatus: map[string]int64{}, ETag: ent.ETag}
 	for k := range ent.Props {
@@ -95,13 +104,8 @@ func (e *Engine) directoryEmpty(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !c.Empty && !c.valid() {
+		if !c.Empty && !c.valid() || c.total() != 0 {
 			return false, nil
-		}
-		for _, n := range c.ByStatus {
-			if n != 0 {
-				return false, nil
-			}
 		}
 	}
 	return true, nil
@@ -166,11 +170,7 @@ func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]s
 	}
 	pk := ops[0].Entity.PartitionKey
 	cache := e.countsCache(pk)
-	var cur bucketCounts
-	cached := false
-	if cache != nil {
-		cur, cached = cache.get()
-	}
+	cur, cached := cache.get()
 	if !cached {
 		var err error
 		if cur, err = e.readCounts(ctx, pk); err != nil {
@@ -196,11 +196,10 @@ func (e *Engine) usersBatch(ctx context.Context, ops []BatchOp, was map[string]s
 // row, and remembers that row as written (or forgets it when the write
 // failed or its ETag is not known).
 func (e *Engine) batchETags(ctx context.Context, all []BatchOp, cache *countsEntry) error {
-	be, ok := e.Store.(BatchETagger)
-	if !ok || cache == nil {
+	if cache == nil { // the store reports no ETags (countsCache)
 		return e.Store.Batch(ctx, TableUsers, all)
 	}
-	etags, err := be.BatchETags(ctx, TableUsers, all)
+	etags, err := e.Store.(BatchETagger).BatchETags(ctx, TableUsers, all)
 	if err != nil || len(etags) != len(all) || etags[len(etags)-1] == "" {
 		cache.forget()
 		return err
@@ -212,13 +211,16 @@ func (e *Engine) batchETags(ctx context.Context, all []BatchOp, cache *countsEnt
 }
 
 // countsEntry is a users partition's counts row as this process last wrote
-// it.
+// it. A nil entry remembers nothing.
 type countsEntry struct {
 	mu  sync.Mutex
 	row *bucketCounts
 }
 
 func (c *countsEntry) get() (bucketCounts, bool) {
+	if c == nil {
+		return bucketCounts{}, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.row == nil {

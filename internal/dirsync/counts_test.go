@@ -53,6 +53,20 @@ func rowCounts(e *env) (map[string]int64, int) {
 	return out, missing
 }
 
+// exactCounts checks that every partition has an exact counts row and that
+// the rows agree with a scan, and returns their sums.
+func exactCounts(t *testing.T, e *env) map[string]int64 {
+	t.Helper()
+	got, missing := rowCounts(e)
+	if missing != 0 {
+		t.Errorf("%d partitions have no exact counts row", missing)
+	}
+	if diff := cmp.Diff(scanCounts(e), got); diff != "" {
+		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
+	}
+	return got
+}
+
 func TestCountsRowsFollowTheDirectory(t *testing.T) {
 	dup := func(n, of int) map[string]string { p := person(n); p["mail"] = person(of)["mail"]; return p }
 	noName := func(n int) map[string]string { p := person(n); delete(p, "displayName"); return p }

@@ -78,13 +78,7 @@ func TestFirstSyncInsertsWithoutReadingRows(t *testing.T) {
 			if got := counters(run); got.Added != users || got.Seen < users || got.Failed != 0 {
 				t.Errorf("counters = %+v, want %d added", got, users)
 			}
-			got, missing := rowCounts(e)
-			if missing != 0 {
-				t.Errorf("%d partitions have no exact counts row", missing)
-			}
-			if diff := cmp.Diff(scanCounts(e), got); diff != "" {
-				t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
-			}
+			exactCounts(t, e)
 
 			// The directory is no longer empty: a full sync reads the rows
 			// and writes nothing new.
@@ -120,13 +114,7 @@ func TestNewDirectoryIsNotScannedByTheCountStep(t *testing.T) {
 	if max := 3 * dirsync.UserBuckets; reads.queries > max {
 		t.Errorf("the first sync queried the users table %d times, want at most %d", reads.queries, max)
 	}
-	got, missing := rowCounts(e)
-	if missing != 0 {
-		t.Errorf("%d partitions have no exact counts row", missing)
-	}
-	if diff := cmp.Diff(scanCounts(e), got); diff != "" {
-		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
-	}
+	exactCounts(t, e)
 }
 
 // countsReads counts point reads of counts rows; it keeps the in-memory
@@ -186,13 +174,7 @@ func TestCountsRowIsNotReadBeforeEveryBatch(t *testing.T) {
 	if run.Status != dirsync.RunSucceeded || run.Counters.Updated != 2 || run.Counters.Added != 1 {
 		t.Fatalf("delta sync: %s, counters %+v; want 2 updated, 1 added", run.Status, run.Counters)
 	}
-	got, missing := rowCounts(e)
-	if missing != 0 {
-		t.Errorf("%d partitions have no exact counts row", missing)
-	}
-	if diff := cmp.Diff(scanCounts(e), got); diff != "" {
-		t.Errorf("counts rows against a scan (-scan +rows):\n%s", diff)
-	}
+	got := exactCounts(t, e)
 	if got[dirsync.StatusActive] != 451 {
 		t.Errorf("active = %d, want 451", got[dirsync.StatusActive])
 	}

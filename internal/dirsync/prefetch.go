@@ -121,15 +121,13 @@ func (e *Engine) prefetchPage(ctx context.Context, run Run, s Settings, w WorkIt
 	return context.WithValue(ctx, prefetchKey{}, p)
 }
 
-// prefetchedPage is the prefetched answer to req, if any. Select is not
-// compared: a link carries its own selection (DeltaRequest).
+// prefetchedPage is the prefetched answer to req that prefetchPage put in
+// ctx, if any. Select is not compared: a link carries its own selection
+// (DeltaRequest).
 func (e *Engine) prefetchedPage(ctx context.Context, req DeltaRequest) *prefetched {
 	p, ok := ctx.Value(prefetchKey{}).(*prefetched)
 	if ok && p.req.Link == req.Link && p.req.PageSize == req.PageSize {
 		return p
-	}
-	if req.Link != "" && e.concurrency() >= 2 {
-		return e.takeNextPage(req)
 	}
 	return nil
 }

@@ -31,10 +31,7 @@ func (e *Engine) doSweep(ctx context.Context, run Run, s Settings, w WorkItem) e
 	if cur, err := e.readCounts(ctx, q.PartitionKey); err != nil {
 		return err
 	} else if cur.valid() {
-		filtered, q.AnyOf = true, unseenByFullEnumeration(run)
-		for _, n := range cur.ByStatus {
-			size += n
-		}
+		filtered, q.AnyOf, size = true, unseenByFullEnumeration(run), cur.total()
 		if w.Cursor == "" {
 			scanned = size // the bucket's size, recorded by its first chunk
 		}
