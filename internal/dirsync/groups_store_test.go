@@ -314,25 +314,35 @@ func TestPreviewRule(t *testing.T) {
 		e.Source.Put(uid(i), p)
 	}
 	e.Sync(dirsynctest.DrainOptions{})
+	// Within Entra's limit as written, over it once every value is quoted
+	// and every "and" hyphenated.
+	nearTheLimit := strings.Repeat("user.department -eq x and ", 117) + "user.department -eq Finance"
 	for _, tc := range []struct {
 		name, rule string
 		limits     dirsync.PreviewLimits
 		want       dirsync.RulePreview
+		// note is what the note must say ("" when there are no unread
+		// properties: no note).
+		note string
 	}{
 		{"matches", `user.department -eq "Finance" -and user.jobTitle -eq "Senior Manager"`, dirsync.PreviewLimits{}, dirsync.RulePreview{
 			Valid: true, Rule: `user.department -eq "Finance" -and user.jobTitle -eq "Senior Manager"`,
 			Properties: []string{"department", "jobTitle"}, UnreadProperties: []string{}, MatchCount: 4, Scanned: 12,
-		}},
+		}, ""},
 		{"unread property", `user.country -eq "DE"`, dirsync.PreviewLimits{}, dirsync.RulePreview{
 			Valid: true, Rule: `user.country -eq "DE"`, Properties: []string{"country"}, UnreadProperties: []string{"country"}, Scanned: 12,
-		}},
+		}, ""},
 		{"bounded", `user.accountEnabled -ne false`, dirsync.PreviewLimits{MaxRows: 5}, dirsync.RulePreview{
 			Valid: true, Rule: `user.accountEnabled -ne false`, Properties: []string{"accountEnabled"}, UnreadProperties: []string{"accountEnabled"},
 			MatchCount: 5, Scanned: 5, Partial: true,
-		}},
+		}, ""},
 		{"invalid", `user.department "Finance"`, dirsync.PreviewLimits{}, dirsync.RulePreview{
 			Error: &dirsync.RuleProblem{Position: 17, Line: 1, Column: 17}, Properties: []string{}, UnreadProperties: []string{},
-		}},
+		}, ""},
+		{"normal form over the limit", nearTheLimit, dirsync.PreviewLimits{}, dirsync.RulePreview{
+			Valid: true, Rule: strings.Repeat(`user.department -eq "x" -and `, 117) + `user.department -eq "Finance"`,
+			Properties: []string{"department"}, UnreadProperties: []string{}, Scanned: 12,
+		}, "save the rule as written"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := e.Engine.PreviewRule(ctx, tc.rule, tc.limits)
@@ -342,7 +352,11 @@ func TestPreviewRule(t *testing.T) {
 			if got.Valid && len(got.Sample) != int(min(got.MatchCount, dirsync.PreviewSampleSize)) {
 				t.Errorf("sample of %d for %d matches", len(got.Sample), got.MatchCount)
 			}
-			if (len(got.UnreadProperties) > 0) != (got.Note != "") {
+			if tc.note != "" {
+				if !strings.Contains(got.Note, tc.note) {
+					t.Errorf("note %q, want it to say %q", got.Note, tc.note)
+				}
+			} else if (len(got.UnreadProperties) > 0) != (got.Note != "") {
 				t.Errorf("note %q with unread %v", got.Note, got.UnreadProperties)
 			}
 			if got.Error != nil && (!strings.Contains(got.Error.Message, "position 17") || got.Error.Expected == "") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/entrasync/entrasync/internal/rules"
@@ -110,9 +111,14 @@ func (e *Engine) PreviewRule(ctx context.Context, text string, limits PreviewLim
 			res.UnreadProperties = append(res.UnreadProperties, p)
 		}
 	}
+	var notes []string
 	if len(res.UnreadProperties) > 0 {
-		res.Note = "The directory does not hold every property this rule reads yet: the count treats those as empty until a sync has read them. Saving the rule in a group makes the next run read them."
+		notes = append(notes, "The directory does not hold every property this rule reads yet: the count treats those as empty until a sync has read them. Saving the rule in a group makes the next run read them.")
 	}
+	if r.TooLong() {
+		notes = append(notes, fmt.Sprintf("The rule's normal form (rule) is longer than Entra's limit of %d characters, although the rule as written is not: save the rule as written, not the normal form.", rules.MaxLength))
+	}
+	res.Note = strings.Join(notes, " ")
 	if limits.MaxRows <= 0 {
 		limits.MaxRows = DefaultPreviewMaxRows
 	}

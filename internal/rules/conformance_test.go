@@ -237,3 +237,33 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// TestNormalFormOverTheLimit: a rule within MaxLength whose normal form is
+// longer (every value quoted, "and" written "-and") is accepted as written,
+// and TooLong says its normal form would not be (found by FuzzParse in CI).
+func TestNormalFormOverTheLimit(t *testing.T) {
+	tests := []struct {
+		name    string
+		rule    string
+		tooLong bool
+	}{
+		{name: "short rule", rule: `user.city -eq a and user.city -eq b`},
+		{name: "longest rule allowed, already normal", rule: `user.department -eq "` + strings.Repeat("x", rules.MaxLength-len(`user.department -eq ""`)) + `"`},
+		{name: "unquoted values and bare and near the limit", rule: strings.Repeat("user.city -eq a and ", 152) + "user.city -eq a", tooLong: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rule, err := rules.Parse(tt.rule)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := rule.TooLong(); got != tt.tooLong {
+				t.Errorf("TooLong() = %v, want %v (String() is %d characters)", got, tt.tooLong, len(rule.String()))
+			}
+			_, err = rules.Parse(rule.String())
+			if tt.tooLong != (err != nil) {
+				t.Errorf("Parse(String()) error = %v, want an error: %v", err, tt.tooLong)
+			}
+		})
+	}
+}

@@ -3,13 +3,17 @@ package rules
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // String returns the rule in normal form: documented spellings and case
 // (user.mailNickName, -startsWith), hyphens, double-quoted strings, and only
 // the parentheses precedence needs (plus those around a -not's condition and
 // an -any/-all's condition, for the reader). Parse(r.String()) gives a rule
-// with the same String() and the same meaning.
+// with the same String() and the same meaning, unless the normal form is
+// longer than MaxLength: it can be longer than the rule as written (every
+// value quoted, "and" written "-and"), and Entra, like Parse, refuses a rule
+// over the limit. TooLong reports that case; keep such a rule as written.
 func (r *Rule) String() string {
 	var b strings.Builder
 	write(&b, r.root)
@@ -52,6 +56,13 @@ func write(b *strings.Builder, n node) {
 		b.WriteString(" " + operatorNames[n.op] + " ")
 		writeLiteral(b, n.value)
 	}
+}
+
+// TooLong is true when the normal form, String(), is longer than MaxLength
+// characters, so that Entra would refuse it although the rule as written
+// was accepted.
+func (r *Rule) TooLong() bool {
+	return utf8.RuneCountInString(r.String()) > MaxLength
 }
 
 func writeMaybeParen(b *strings.Builder, n node, paren bool) {
