@@ -49,7 +49,10 @@
 //   - Collections: user.proxyAddresses -any (_ -startsWith "smtp:") tests each
 //     value as _; user.assignedPlans -any (assignedPlan.service -eq "SCO" -and
 //     assignedPlan.capabilityStatus -eq "Enabled") tests each plan.
-//   - The rule is at most 3,072 characters (MaxLength).
+//   - The rule is at most 3,072 characters (MaxLength), counted as written.
+//     Its normal form (String) quotes every value and hyphenates every
+//     operator, so it can be longer than the rule as written, and over the
+//     limit (Rule.TooLong): such a rule is kept as written.
 //
 // Operator names, and/or/not, -any/-all, null, true/false, system.now and
 // "Direct Reports for" are case-insensitive, with the hyphen optional (eq or
