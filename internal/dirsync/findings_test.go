@@ -246,3 +246,59 @@ func TestRestartCountsSeenOnce(t *testing.T) {
 		t.Errorf("run = %s restarts %d seen %d, want succeeded, 1, 10", run.Status, run.Restarts, run.Counters.Seen)
 	}
 }
+
+// A page fetched again after its first fetch recorded its successor (the
+// first attempt failed while applying it) is the same page when it holds
+// the same users, even if Graph words its next link anew, as the local
+// Graph simulator does: the run goes on from the recorded link instead of
+// reading the whole round again. When it holds other users, the round is
+// read again (one restart), and the directory is exact either way.
+func TestRefetchedPageIsComparedByItsUsers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// otherUsers makes Graph answer the retried link from another round.
+		otherUsers   bool
+		wantRestarts int64
+	}{
+		{name: "same users, new link", wantRestarts: 0},
+		{name: "other users", otherUsers: true, wantRestarts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, mode := range []string{"full", "delta"} {
+				e := newEnv(t)
+				e.Source.FreshLinks = true
+				e.Seed(250) // three pages of 100
+				if mode == "delta" {
+					e.Sync(dirsynctest.DrainOptions{})
+					for i := 1; i <= 250; i += 2 {
+						e.setPerson(i, func(p map[string]string) { p["jobTitle"] = "Changed" })
+					}
+				}
+				failed, reverse := false, tc.otherUsers
+				run := e.Sync(dirsynctest.DrainOptions{Before: func(m dirsync.Message, count int) error {
+					w, err := dirsync.DecodeWorkItem(m.Body)
+					if err == nil && w.Kind == dirsync.WorkPage && w.Seq == 1 && !failed {
+						// The users' batch of page 1 fails after its
+						// successor was recorded.
+						failed = true
+						e.Store.FailTable, e.Store.FailNext = dirsync.TableUsers, &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "storage is down"}
+					} else if failed && reverse && e.Store.FailNext == nil && w.Kind == dirsync.WorkPage && w.Seq == 1 {
+						// Before page 1's retry.
+						e.Source.ReverseRounds()
+						reverse = false
+					}
+					return nil
+				}})
+				if !failed {
+					t.Fatalf("%s: page 1 was never delivered", mode)
+				}
+				if run.Status != dirsync.RunSucceeded || run.Restarts != tc.wantRestarts {
+					t.Errorf("%s: run %s with %d restarts (%s), want succeeded with %d", mode, run.Status, run.Restarts, run.Error, tc.wantRestarts)
+				}
+				if diff := cmp.Diff(e.want(), e.directory("active")); diff != "" {
+					t.Errorf("%s: directory (-want +got):\n%s", mode, diff)
+				}
+			}
+		})
+	}
+}

@@ -17,12 +17,16 @@ const maxRestarts = 10
 // successor's link, so a page found recorded queues it again (the queue
 // drops the duplicate) instead of trusting it was sent.
 //
-// A page fetched again (a retry, or two deliveries at once) must lead to
-// the successor its first fetch recorded. If Graph answers otherwise (a
-// first page read again always starts a new round of Graph's), the epoch's
-// pages would mix two rounds: users the first attempt stamped would count
-// as seen by a round that may not hold them, and a user could fall between
-// the rounds and be swept as deleted. The round is then read again from its
+// A page fetched again (a retry, or two deliveries at once) must be the
+// page its first fetch was, and the chain goes on from the successor that
+// first fetch recorded. Graph may word a retried page's next link
+// differently (a skiptoken can carry when it was issued, as the local Graph
+// simulator's do): the same users in the same order are the same page, and
+// the recorded link is followed. If Graph answers with other users (a first
+// page read again always starts a new round of Graph's), the epoch's pages
+// would mix two rounds: users the first attempt stamped would count as seen
+// by a round that may not hold them, and a user could fall between the
+// rounds and be swept as deleted. The round is then read again from its
 // start in a new epoch (restartEpoch).
 func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkItem) error {
 	if rec, err := e.Store.Get(ctx, TablePages, run.ID, pageRowKey(w.Epoch, w.Seq)); err == nil {
@@ -54,15 +58,16 @@ func (e *Engine) doPage(ctx context.Context, run Run, settings Settings, w WorkI
 			return err
 		}
 	}
-	successor := map[string]any{"next": page.NextLink, "delta": page.DeltaLink}
-	consistent, err := e.recordSuccessor(ctx, run, w, page.NextLink+"|"+page.DeltaLink)
+	next, consistent, err := e.recordSuccessor(ctx, run, w, page)
 	if err != nil {
 		return err
 	}
 	if !consistent {
-		return e.restartEpoch(ctx, run, w, false, "a page fetched again led to another next page than its first fetch",
+		return e.restartEpoch(ctx, run, w, false, "a page fetched again held other users than its first fetch",
 			"Graph answered a retried page from another round (a first page read again always starts a new one); the round is read again from its start so that no user is missed.")
 	}
+	page.NextLink, page.DeltaLink = next.NextLink, next.DeltaLink
+	successor := map[string]any{"next": page.NextLink, "delta": page.DeltaLink}
 	if err := e.queueSuccessor(ctx, w, page.NextLink, page.DeltaLink); err != nil {
 		return err
 	}
@@ -157,26 +162,44 @@ func (e *Engine) keptPage(ctx context.Context, run Run, w WorkItem) (UserPage, b
 }
 
 // recordSuccessor notes which successor a page's first fetch led to, and
-// reports whether this fetch leads to the same one.
+// which users it held, and reports the successor the chain goes on from:
+// the first fetch's, when this fetch is the same page (consistent). A
+// fetch is the same page when it leads to the same links, or when it holds
+// the same users in the same order and, like the first, either goes on or
+// ends the round (Graph may issue a new skiptoken for the same position). A record written before the users were recorded
+// (an older version's) compares links only.
 //
 // It inserts first and reads only when a record exists (a page fetched
 // again): it is on the chain of pages' critical path, so the first fetch
 // costs one request, not a read and a write.
-func (e *Engine) recordSuccessor(ctx context.Context, run Run, w WorkItem, links string) (bool, error) {
-	key := shortHash(links)
+func (e *Engine) recordSuccessor(ctx context.Context, run Run, w WorkItem, page UserPage) (successor UserPage, consistent bool, err error) {
+	links := shortHash(page.NextLink + "|" + page.DeltaLink)
+	ids := make([]string, len(page.Users))
+	for i, u := range page.Users {
+		ids[i] = u.ID
+	}
+	users := shortHash(strings.Join(ids, "\n"))
+	successor = UserPage{NextLink: page.NextLink, DeltaLink: page.DeltaLink}
 	pk, rk := run.ID+"|next", pageRowKey(w.Epoch, w.Seq)
-	_, err := e.Store.Insert(ctx, TablePages, Entity{PartitionKey: pk, RowKey: rk, Props: map[string]any{"links": key}})
+	props := map[string]any{"links": links, "users": users, "next": page.NextLink, "delta": page.DeltaLink}
+	_, err = e.Store.Insert(ctx, TablePages, Entity{PartitionKey: pk, RowKey: rk, Props: props})
 	if err == nil {
-		return true, nil
+		return successor, true, nil
 	}
 	if !IsCode(err, ECONFLICT) {
-		return false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
+		return UserPage{}, false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
 	}
 	ent, err := e.Store.Get(ctx, TablePages, pk, rk)
 	if err != nil {
-		return false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
+		return UserPage{}, false, fmt.Errorf("record page %d successor: %w", w.Seq, err)
 	}
-	return ent.Str("links") == key, nil
+	switch {
+	case ent.Str("links") == links:
+		return successor, true, nil
+	case ent.Str("users") == users && (ent.Str("next") == "") == (page.NextLink == "") && (ent.Str("next") != "" || ent.Str("delta") != ""):
+		return UserPage{NextLink: ent.Str("next"), DeltaLink: ent.Str("delta")}, true, nil
+	}
+	return UserPage{}, false, nil
 }
 
 // queueSuccessor queues what follows a page: the next page, or, after the

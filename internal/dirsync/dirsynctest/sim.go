@@ -210,6 +210,12 @@ func NewSim(cfg SimConfig) *Sim {
 		report:       SimReport{Seed: cfg.Seed, Faults: map[string]int{}, Checks: map[string]int{}}}
 	s.Source.PageSize = 2 + rng.Intn(4)
 	s.Source.Partial = rng.Intn(2) == 0
+	// A third of the seeds word every link anew, as the local Graph
+	// simulator's skiptokens do (from the seed, not the rng, so that every
+	// other seed's world stays as it was).
+	if s.Source.FreshLinks = cfg.Seed%3 == 0; s.Source.FreshLinks {
+		s.report.Faults["graph_fresh_links"]++
+	}
 	s.Engine = &dirsync.Engine{Store: &simStore{s.store, s}, Logs: &simLogs{s.logs}, Queue: &simQueue{s}, Source: &simSource{s.Source, s},
 		Now: s.Clock.Now, Sleep: s.Clock.Advance, Concurrency: 1, MaxDeliveries: simMaxDelivery,
 		Random: func(b []byte) { rng.Read(b) }}

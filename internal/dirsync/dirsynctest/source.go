@@ -34,6 +34,11 @@ type Source struct {
 	// since the round's delta link was issued, and removed ones as cleared
 	// (null), as Graph may.
 	Partial bool
+	// FreshLinks words every link a fetch returns anew (a fetch counter in
+	// it), as Graph may and the local Graph simulator does (its skiptokens
+	// carry when they were issued): a page fetched again leads to another
+	// link to the same next page.
+	FreshLinks bool
 	// Errs are returned, in order, by the next UsersDelta calls.
 	Errs  []error
 	Calls int
@@ -172,7 +177,8 @@ func (s *Source) touchedSince(id string, v int) map[string]bool {
 }
 
 // Links: "round|<round>|<since>|<at>|<offset>|<generation>" within a round
-// (since -1 for a full enumeration) and "delta|<at>|<generation>" at its end.
+// (since -1 for a full enumeration) and "delta|<at>|<generation>" at its end;
+// with FreshLinks, "fetch<n>|" before the generation.
 // RepeatLater makes the next round list user id a second time, in its
 // last page: Graph may return a user in more than one page of a round.
 func (s *Source) RepeatLater(id string) {
@@ -222,7 +228,7 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 		s.repeat = nil
 		round = len(s.rounds) + 1
 		s.rounds[round] = ids
-	case parts[0] == "round" && len(parts) == 6:
+	case parts[0] == "round" && (len(parts) == 6 || len(parts) == 7):
 		round, since, at, offset = atoi(1), atoi(2), atoi(3), atoi(4)
 	default:
 		return dirsync.UserPage{}, dirsync.Errorf(dirsync.EINVALID, "bad link %q", req.Link)
@@ -265,12 +271,27 @@ func (s *Source) UsersDelta(ctx context.Context, req dirsync.DeltaRequest) (dirs
 			page.Users = append(page.Users, dirsync.SourceUser{ID: id, Removed: s.removed[id]})
 		}
 	}
+	fresh := ""
+	if s.FreshLinks {
+		fresh = fmt.Sprintf("fetch%d|", s.Calls)
+	}
 	if end < len(ids) {
-		page.NextLink = fmt.Sprintf("round|%d|%d|%d|%d|%d", round, since, at, end, s.gen)
+		page.NextLink = fmt.Sprintf("round|%d|%d|%d|%d|%s%d", round, since, at, end, fresh, s.gen)
 	} else {
-		page.DeltaLink = fmt.Sprintf("delta|%d|%d", at, s.gen)
+		page.DeltaLink = fmt.Sprintf("delta|%d|%s%d", at, fresh, s.gen)
 	}
 	return page, nil
+}
+
+// ReverseRounds reverses the order of the users of every round begun so
+// far, so that a page fetched again holds other users than it did: Graph
+// answering a retried link from another round.
+func (s *Source) ReverseRounds() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ids := range s.rounds {
+		slices.Reverse(ids)
+	}
 }
 
 func (s *Source) User(ctx context.Context, id string, sel []string) (dirsync.SourceUser, error) {

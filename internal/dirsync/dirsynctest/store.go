@@ -26,8 +26,10 @@ type Store struct {
 	mu     sync.Mutex
 	tables map[string]map[string]dirsync.Entity // table -> pk+"\x00"+rk
 	etag   int64
-	// FailNext, when set, is returned (and cleared) by the next write.
-	FailNext error
+	// FailNext, when set, is returned (and cleared) by the next write, or,
+	// with FailTable set, by the next write to that table.
+	FailNext  error
+	FailTable string
 }
 
 var _ dirsync.Store = (*Store)(nil)
@@ -65,8 +67,8 @@ func checkKeys(e dirsync.Entity) error {
 	return nil
 }
 
-func (s *Store) fail() error {
-	if err := s.FailNext; err != nil {
+func (s *Store) fail(table string) error {
+	if err := s.FailNext; err != nil && (s.FailTable == "" || s.FailTable == table) {
 		s.FailNext = nil
 		return err
 	}
@@ -86,7 +88,7 @@ func (s *Store) Get(ctx context.Context, table, pk, rk string) (dirsync.Entity, 
 func (s *Store) Insert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail(); err != nil {
+	if err := s.fail(table); err != nil {
 		return "", err
 	}
 	return s.apply(table, dirsync.BatchOp{Kind: dirsync.BatchInsert, Entity: e})
@@ -95,7 +97,7 @@ func (s *Store) Insert(ctx context.Context, table string, e dirsync.Entity) (str
 func (s *Store) Upsert(ctx context.Context, table string, e dirsync.Entity) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail(); err != nil {
+	if err := s.fail(table); err != nil {
 		return "", err
 	}
 	return s.apply(table, dirsync.BatchOp{Kind: dirsync.BatchUpsert, Entity: e})
@@ -104,7 +106,7 @@ func (s *Store) Upsert(ctx context.Context, table string, e dirsync.Entity) (str
 func (s *Store) Replace(ctx context.Context, table string, e dirsync.Entity) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail(); err != nil {
+	if err := s.fail(table); err != nil {
 		return "", err
 	}
 	return s.apply(table, dirsync.BatchOp{Kind: dirsync.BatchReplace, Entity: e})
@@ -113,7 +115,7 @@ func (s *Store) Replace(ctx context.Context, table string, e dirsync.Entity) (st
 func (s *Store) Delete(ctx context.Context, table, pk, rk, etag string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail(); err != nil {
+	if err := s.fail(table); err != nil {
 		return err
 	}
 	_, err := s.apply(table, dirsync.BatchOp{Kind: dirsync.BatchDelete, Entity: dirsync.Entity{PartitionKey: pk, RowKey: rk, ETag: etag}})
@@ -168,7 +170,7 @@ func (s *Store) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) 
 func (s *Store) BatchETags(ctx context.Context, table string, ops []dirsync.BatchOp) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fail(); err != nil {
+	if err := s.fail(table); err != nil {
 		return nil, err
 	}
 	if len(ops) == 0 {
