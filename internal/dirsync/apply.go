@@ -499,7 +499,7 @@ func (e *Engine) applyUser(ctx context.Context, run Run, s Settings, pc *pageCon
 	// Release the email the user held before, if it changed or the user no
 	// longer holds one; a waiting duplicate may take it over.
 	if had && old.Status == StatusActive && old.Email != "" && old.Email != u.Email {
-		if err := e.releaseEmail(ctx, run, s, old.Email, u.ID, lb); err != nil {
+		if err := e.releaseEmail(ctx, run, s, old.Email, u.ID, nil, lb); err != nil {
 			return nil, err
 		}
 	}

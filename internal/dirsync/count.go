@@ -36,10 +36,12 @@ type rebuildState struct {
 
 // doCount, once every change of the run is applied, first promotes any
 // waiting duplicate whose email no active user holds (repairDuplicate):
-// every run then ends with its duplicates resolved, delta runs included.
+// every run then ends with its duplicates resolved, delta runs included
+// (a delta run in which nothing could leave one waiting skips the pass).
 // Then it reads each bucket's counts row and records it once for the run
 // (insert-if-absent), so a redelivered item is not counted twice. Both
-// passes cost O(duplicates + buckets), not O(directory); only a bucket
+// passes cost O(duplicates + buckets), not O(directory), and a delta run
+// makes the first only when it is due (waiterpass.go); only a bucket
 // without an exact counts row (a directory written before counts rows
 // existed) is scanned, once. The last item moves the run to finishing,
 // after which it can no longer be cancelled.
@@ -63,6 +65,15 @@ func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkI
 	// One item goes on through the buckets while its page budget lasts:
 	// most buckets hold no waiter at all, and a queue round trip per
 	// bucket was most of the count step's time on a delta run.
+	run, err := e.decideWaiterPass(ctx, run, w)
+	if err != nil {
+		return err
+	}
+	if run.WaiterPass == waiterPassSkip {
+		next := w.next(WorkCount)
+		next.Cursor = cursorCount
+		return e.send(ctx, next, zeroTime)
+	}
 	bucket, cont, done := w.Bucket, strings.TrimPrefix(w.Cursor, cursorRepair), false
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
@@ -84,6 +95,9 @@ func (e *Engine) repairWaiters(ctx context.Context, run Run, s Settings, w WorkI
 	}
 	next := w.next(WorkCount)
 	if done {
+		if err := e.waiterPassDone(ctx, run); err != nil {
+			return err
+		}
 		next.Cursor = cursorCount
 	} else {
 		next.Bucket, next.Cursor = bucket, cursorRepair+cont

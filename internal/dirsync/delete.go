@@ -204,6 +204,25 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 			return false, fmt.Errorf("delete the photo of %s: %w", id, err)
 		}
 	}
+	// The email's claim is read before the row goes: once it is gone, a
+	// redelivered chunk finds nothing to delete and would not release the
+	// email, so if duplicates wait for it the waiter pass is marked due
+	// first.
+	var claim *Entity
+	if u.Status == StatusActive && u.Email != "" {
+		c, err := e.Store.Get(ctx, TableEmails, Bucket(u.Email), claimKey(u.Email))
+		switch {
+		case err == nil:
+			claim = &c
+			if c.Bool(waitersProp) {
+				if err := e.markWaiterPassDue(ctx, "user "+id+" is deleted while duplicates wait for its email"); err != nil {
+					return false, err
+				}
+			}
+		case !IsCode(err, ENOTFOUND):
+			return false, fmt.Errorf("delete user %s: read its email claim: %w", id, err)
+		}
+	}
 	if err := e.deleteUserRow(ctx, u); err != nil {
 		if IsCode(err, EPRECONDITION) {
 			return false, &Error{Code: EUNAVAILABLE, Message: "a user changed while it was being deleted; the chunk is applied again", Err: err}
@@ -211,8 +230,8 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 		return false, fmt.Errorf("delete user %s: %w", id, err)
 	}
 	switch {
-	case u.Status == StatusActive && u.Email != "":
-		return false, e.releaseEmail(ctx, run, s, u.Email, id, lb)
+	case u.Status == StatusActive && u.Email != "" && claim != nil:
+		return false, e.releaseEmail(ctx, run, s, u.Email, id, claim, lb)
 	case u.Status == StatusDuplicate && u.Email != "":
 		return false, e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, id), "")
 	}

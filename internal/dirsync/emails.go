@@ -25,8 +25,8 @@ func claimProps(owner, email string, runSeq int64) map[string]any {
 // releasing an email nobody waits for costs no query (issue 17: on Azurite
 // a query reads the whole table). A waiter whose mark came too late (the
 // claim was released in between), or a claim from before the mark
-// existed, is promoted by the count step's waiter pass, which every run
-// makes.
+// existed, is promoted by the count step's waiter pass (waiterpass.go says
+// when a delta run makes it).
 const waitersProp = "waiters"
 
 // reclaim sets a claim row's properties for a new owner, keeping its
@@ -61,7 +61,8 @@ func (e *Engine) markWaiting(ctx context.Context, email string) error {
 			return fmt.Errorf("mark email as waited for: %w", err)
 		}
 	}
-	return nil
+	// The claim kept changing: a release may not see this waiter.
+	return e.markWaiterPassDue(ctx, "a duplicate could not mark the email it waits for")
 }
 
 // waiterRow lists userID as waiting, as a duplicate, for email.
@@ -88,9 +89,9 @@ func (e *Engine) claimEmail(ctx context.Context, run Run, email, userID string) 
 // not hold the email never will: its claim was left by an attempt that
 // failed).
 func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honourSameRun bool) (string, error) {
-	owner := userID
+	owner, waitsOnOwnRun := userID, false
 	_, err := e.modify(ctx, TableEmails, Bucket(email), claimKey(email), func(ent *Entity, exists bool) error {
-		owner = userID
+		owner, waitsOnOwnRun = userID, false
 		if !exists {
 			ent.Props = claimProps(userID, email, run.claimSeq())
 			return nil
@@ -104,7 +105,10 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 			// never have written its row, and another user of this run must
 			// honour the claim rather than find the owner's row missing.
 		case sameRun && honourSameRun:
-			owner = cur
+			// Its owner's row may not be written yet, or ever: an attempt
+			// that claimed and failed, after which Graph gave the owner
+			// another email. The waiter pass checks such claims.
+			owner, waitsOnOwnRun = cur, true
 			return errSkipWrite
 		default:
 			holds, err := e.holdsEmail(ctx, cur, email)
@@ -121,6 +125,11 @@ func (e *Engine) claim(ctx context.Context, run Run, email, userID string, honou
 	})
 	if err != nil {
 		return "", fmt.Errorf("claim email: %w", err)
+	}
+	if waitsOnOwnRun {
+		if err := e.markWaitingOnOwnRun(ctx, run); err != nil {
+			return "", err
+		}
 	}
 	return owner, nil
 }
@@ -152,25 +161,33 @@ func (e *Engine) holdsEmail(ctx context.Context, userID, email string) (bool, er
 
 // releaseEmail gives up userID's claim on email. If users wait for it as
 // duplicates, the first that still has that email is promoted to active.
-func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, userID string, lb *logBuffer) error {
+// read is the claim as the caller read it a moment ago, or nil to read it
+// here.
+func (e *Engine) releaseEmail(ctx context.Context, run Run, s Settings, email, userID string, read *Entity, lb *logBuffer) error {
 	for attempt := 1; ; attempt++ {
-		again, err := e.releaseOnce(ctx, run, s, email, userID, lb)
+		again, err := e.releaseOnce(ctx, run, s, email, userID, read, lb)
 		if !again || attempt == 3 || err != nil {
 			return err
 		}
+		read = nil
 	}
 }
 
 // releaseOnce is one attempt of releaseEmail; again when the claim changed
 // between its read and its deletion (a waiter marked it meanwhile).
-func (e *Engine) releaseOnce(ctx context.Context, run Run, s Settings, email, userID string, lb *logBuffer) (again bool, err error) {
+func (e *Engine) releaseOnce(ctx context.Context, run Run, s Settings, email, userID string, read *Entity, lb *logBuffer) (again bool, err error) {
 	pk := Bucket(email)
-	claim, err := e.Store.Get(ctx, TableEmails, pk, claimKey(email))
-	if IsCode(err, ENOTFOUND) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("release email: %w", err)
+	var claim Entity
+	if read != nil {
+		claim = *read
+	} else {
+		claim, err = e.Store.Get(ctx, TableEmails, pk, claimKey(email))
+		if IsCode(err, ENOTFOUND) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("release email: %w", err)
+		}
 	}
 	if owner := claim.Str("owner"); owner != userID {
 		// Someone else owns it. If that is a waiter whose promotion was

@@ -86,7 +86,19 @@ func (e *Engine) ProvisionUser(ctx context.Context, key, who string) (OnDemandRe
 	if err != nil {
 		return OnDemandResult{}, err
 	}
+	// Not a work item: nothing would deliver it again after a crash, so the
+	// waiter pass is due before it writes, and again after (a pass that
+	// ran meanwhile may have looked before its writes).
+	if err := e.markWaiterPassDue(ctx, "provisioning on demand ("+run.ID+")"); err != nil {
+		e.failRun(ctx, run.ID, ErrorCode(err), "Provisioning on demand failed: "+ErrorMessage(err), ErrorHint(err))
+		return OnDemandResult{}, err
+	}
 	res, err := e.provision(ctx, run, settings, key)
+	if merr := e.markWaiterPassDue(ctx, "provisioning on demand ("+run.ID+")"); merr != nil {
+		// The mark before stands; only a pass running at this very moment
+		// could have cleared it, and the daily pass covers that.
+		e.log().WarnContext(ctx, "the waiter pass could not be marked due after provisioning on demand", "run", run.ID, "err", merr)
+	}
 	if err != nil {
 		e.failRun(ctx, run.ID, ErrorCode(err), "Provisioning on demand failed: "+ErrorMessage(err), ErrorHint(err))
 		return OnDemandResult{}, err

@@ -166,8 +166,9 @@ func (e *Engine) keptPage(ctx context.Context, run Run, w WorkItem) (UserPage, b
 // the first fetch's, when this fetch is the same page (consistent). A
 // fetch is the same page when it leads to the same links, or when it holds
 // the same users in the same order and, like the first, either goes on or
-// ends the round (Graph may issue a new skiptoken for the same position). A record written before the users were recorded
-// (an older version's) compares links only.
+// ends the round (Graph may issue a new skiptoken for the same position).
+// A record written before the users were recorded (an older version's)
+// compares links only.
 //
 // It inserts first and reads only when a record exists (a page fetched
 // again): it is on the chain of pages' critical path, so the first fetch

@@ -228,8 +228,11 @@ type Run struct {
 	// Fresh: the run started full on an empty directory (directoryEmpty),
 	// so its first epoch's pages insert their users without reading them
 	// first (applyPage).
-	Fresh bool   `json:"-"`
-	ETag  string `json:"-"`
+	Fresh bool `json:"-"`
+	// WaiterPass is the count step's decision on the waiter pass
+	// (waiterpass.go): "" before it, "skip", or made ("absent", "etag:...").
+	WaiterPass string `json:"-"`
+	ETag       string `json:"-"`
 }
 
 // Finished reports whether the run reached an end state.
@@ -288,6 +291,9 @@ func runToEntity(r Run) (Entity, error) {
 		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview, "onDemandStamp": r.OnDemandStamp,
 		"fresh": r.Fresh, "scopeDone": r.ScopeDone,
 	}
+	if r.WaiterPass != "" {
+		p["waiterPass"] = r.WaiterPass
+	}
 	if r.ScopeLink != "" {
 		putChunked(p, "scopeLink", r.ScopeLink)
 	}
@@ -317,7 +323,7 @@ func runFromEntity(e Entity) Run {
 		GroupsHash: e.Str("groupsHash"), Evaluate: e.Bool("evaluate"), ScopeGen: e.Int("scopeGen"), ScopeChanged: e.Bool("scopeChanged"),
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
 		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"), OnDemandStamp: e.Int("onDemandStamp"),
-		Fresh: e.Bool("fresh"), ScopeDone: e.Bool("scopeDone"),
+		Fresh: e.Bool("fresh"), ScopeDone: e.Bool("scopeDone"), WaiterPass: e.Str("waiterPass"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

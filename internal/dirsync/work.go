@@ -142,6 +142,13 @@ func (e *Engine) HandleWork(ctx context.Context, body []byte, d Delivery) error 
 		return err
 	}
 	log := e.log().With("run", w.RunID, "kind", w.Kind, "seq", w.Seq, "epoch", w.Epoch, "delivery", d.Count)
+	if d.Count > 1 {
+		// An earlier attempt may have stopped anywhere, also between
+		// letting an email go and promoting who waits for it.
+		if err := e.markWaiterPassDue(ctx, fmt.Sprintf("a %s item of run %s was delivered again", w.Kind, w.RunID)); err != nil {
+			return err
+		}
+	}
 	run, settings, err := e.getRun(ctx, w.RunID)
 	if IsCode(err, ENOTFOUND) {
 		log.WarnContext(ctx, "work item for an unknown run dropped")
