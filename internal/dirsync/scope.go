@@ -24,7 +24,8 @@ import (
 //     nested groups found in them (ScopeTracked), from the saved link in a
 //     delta run, fresh otherwise. A selected group removed in Entra holds the
 //     run: it fails with the reason and deletes nobody. Renames of mirrored
-//     groups are applied. Any membership change marks the scope changed.
+//     groups are applied. Any change the round reports of a tracked group
+//     (members, nesting, name) marks the scope changed.
 //  2. Unchanged (a delta run whose round saw no change): the run keeps the
 //     saved generation and goes on as a delta run.
 //  3. Changed, or a full run: WorkScopeMembers reads every selected group's
@@ -35,9 +36,9 @@ import (
 //     leaving it are not stamped and the sweep removes them, through the
 //     deletion threshold like every deletion.
 //
-// A scoped group's membership change thus costs a full enumeration of the
-// users; a delta run without one costs one groups delta request per 50
-// tracked groups. Scope rows of earlier generations are left in place
+// A change of a tracked group (members, nesting, name) thus costs a full
+// enumeration of the users; a delta run without one costs one groups delta
+// request per 50 tracked groups. Scope rows of earlier generations are left in place
 // (they are overwritten when their user is in scope again).
 
 const (
@@ -155,9 +156,13 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		if g.Removed != "" && selected {
 			return e.holdScope(ctx, run, s, g.ID, lb)
 		}
-		if g.Removed != "" || len(g.MembersAdded)+len(g.MembersRemoved)+len(g.GroupsAdded)+len(g.GroupsRemoved) > 0 {
-			changed = true
-		}
+		// Any tracked group the round reports rebuilds the scope, also one
+		// without a net member change: its members were read after the
+		// previous round's link was issued, so a member who joined in
+		// between and has left since is in the scope rows, and the round
+		// reports the join and the leave as nothing. (A rename alone then
+		// costs a rebuild too; renames are rare.)
+		changed = true
 		if selected && g.DisplayName != "" {
 			if err := e.mirrorGroupName(ctx, s, g.ID, g.DisplayName, lb); err != nil {
 				return err
