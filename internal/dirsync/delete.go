@@ -81,22 +81,11 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 		groups[g] = append(groups[g], i)
 	}
 	lbs := make([]*logBuffer, len(dels))
-	apply := func(i int, first bool) error {
+	apply := func(i int) error {
 		d := &dels[i]
 		lbs[i] = e.newLog(run, nil)
 		if d.Outcome == outcomeDeleted {
-			// The first deletion of an email group deletes the row read
-			// above (the row delete is conditional on its ETag); a later
-			// one reads its row again, as the release of the email before
-			// it may have promoted it.
-			var read *User
-			if first {
-				read = rows[i]
-				if read == nil {
-					read = &User{}
-				}
-			}
-			kept, err := e.deleteUser(ctx, run, s, *d, read, lbs[i])
+			kept, err := e.deleteUser(ctx, run, s, *d, lbs[i])
 			if err != nil {
 				return err
 			}
@@ -117,8 +106,8 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 		return nil
 	}
 	err = e.parallel(ctx, len(groups), func(g int) error {
-		for n, i := range groups[g] {
-			if err := apply(i, n == 0); err != nil {
+		for _, i := range groups[g] {
+			if err := apply(i); err != nil {
 				return err
 			}
 		}
@@ -153,27 +142,24 @@ func writtenSince(run Run, d deletion, u User) bool {
 
 // deleteUser removes a user from the directory and from every group, and
 // frees its email. Every step is idempotent. It reports kept when the row
-// was written since the decision (it is then left as it is). read is the
-// user's row as its caller read it a moment ago (a zero User when there
-// was none), or nil to read it here.
-func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion, read *User, lb *logBuffer) (kept bool, err error) {
+// was written since the decision (it is then left as it is).
+//
+// It reads the row again although doDelete read it a moment before: the
+// group registers are cleared before the row goes, and if a writer (on
+// demand, a later page) gets in between and the row is then kept, the
+// cleared registers stay cleared (a known limit, docs/architecture.md).
+// Reusing doDelete's read widened that window enough for the simulator to
+// find it (seed 22694, session 5), so the read stays.
+func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion, lb *logBuffer) (kept bool, err error) {
 	id := d.UserID
-	if read == nil {
-		ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
-		switch {
-		case IsCode(err, ENOTFOUND):
-			read = &User{}
-		case err != nil:
-			return false, fmt.Errorf("delete user %s: %w", id, err)
-		default:
-			u := userFromEntity(ent)
-			read = &u
-		}
-	}
-	if read.ID == "" {
+	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
+	if IsCode(err, ENOTFOUND) {
 		return false, nil // deleted by an earlier attempt, groups first
 	}
-	u := *read
+	if err != nil {
+		return false, fmt.Errorf("delete user %s: %w", id, err)
+	}
+	u := userFromEntity(ent)
 	if writtenSince(run, d, u) {
 		return true, nil
 	}

@@ -85,39 +85,3 @@ func TestConcurrentDeletionsMatchSequential(t *testing.T) {
 		t.Errorf("run log (-sequential +concurrent):\n%s", diff)
 	}
 }
-
-// A deleted user's row is read once by the delete step, not once to decide
-// and again to delete it (issue 17: about 8 requests per deletion were a
-// third of an incremental run's); a user sharing its email with another
-// deletion of the chunk is read again, after the release before it.
-func TestDeletionReadsItsRowOnce(t *testing.T) {
-	e := newEnv(t)
-	setThreshold(t, e, dirsync.DeletionThreshold{})
-	for n := 1; n <= 40; n++ {
-		p := person(n)
-		if n > 35 {
-			p["mail"] = person(n - 35)["mail"] // 36..40 wait for 1..5
-		}
-		e.Source.Put(uid(n), p)
-	}
-	e.Sync(dirsynctest.DrainOptions{})
-	// 1..10 go, and 36..37 with their owners 1..2.
-	for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 36, 37} {
-		e.Source.Remove(uid(n), dirsync.RemovedDeleted)
-	}
-	reads := &userReads{Store: e.Store}
-	e.Engine.Store = reads
-	run := e.Sync(dirsynctest.DrainOptions{})
-	if run.Status != dirsync.RunSucceeded || run.Counters.Deleted != 12 {
-		t.Fatalf("run %s, %d deleted (%s), want succeeded, 12", run.Status, run.Counters.Deleted, run.Error)
-	}
-	// The page reads the 12 rows; the delete step reads them once more, and
-	// 36 and 37 again after the releases of 1 and 2 (their promotions read
-	// them too, as 3..5's do 38..40).
-	if max := 12 + 12 + 2 + 5; reads.gets > max {
-		t.Errorf("the run read %d user rows, want at most %d", reads.gets, max)
-	}
-	if diff := cmp.Diff(e.want(), e.directory(dirsync.StatusActive)); diff != "" {
-		t.Errorf("directory (-want +got):\n%s", diff)
-	}
-}
