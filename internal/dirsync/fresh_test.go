@@ -98,16 +98,23 @@ func TestFirstSyncInsertsWithoutReadingRows(t *testing.T) {
 	}
 }
 
+// firstSyncThrough makes the engine use store (a counting wrapper of the
+// env's store) and runs a sync that must succeed.
+func firstSyncThrough(t *testing.T, e *env, store dirsync.Store) {
+	t.Helper()
+	e.Engine.Store = store
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first sync: %s (%s)", run.Status, run.Error)
+	}
+}
+
 // A new directory's counts rows start exact: the count step scans no
 // partition (before, every first run scanned the whole directory once).
 func TestNewDirectoryIsNotScannedByTheCountStep(t *testing.T) {
 	e := newEnv(t)
 	e.Seed(40)
 	reads := &userReads{Store: e.Store}
-	e.Engine.Store = reads
-	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
-		t.Fatalf("first sync: %s (%s)", run.Status, run.Error)
-	}
+	firstSyncThrough(t, e, reads)
 	// Queries of the users table: one emptiness check per partition at the
 	// start, one more per partition at its first write, and the sweep's
 	// one page per partition; a scan by the count step would add more.
@@ -139,10 +146,7 @@ func TestCountsRowIsNotReadBeforeEveryBatch(t *testing.T) {
 	e := newEnv(t)
 	e.Seed(450)
 	reads := &countsReads{Store: e.Store}
-	e.Engine.Store = reads
-	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
-		t.Fatalf("first sync: %s (%s)", run.Status, run.Error)
-	}
+	firstSyncThrough(t, e, reads)
 	// 5 pages write to every partition (80 batches). The rows are read
 	// once each by the start (is the directory empty?), by the first write
 	// to each partition, by the sweep and by the count step; none before
