@@ -109,7 +109,9 @@ func (e *Engine) commitRun(ctx context.Context, run Run, s Settings) error {
 		// applied everyone, a delta run evaluated the rest), and the scope
 		// rows of its generation are complete.
 		ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: Entity{PartitionKey: statePartition, RowKey: groupsRowKey, Props: map[string]any{"evaluatedHash": run.GroupsHash, "runId": run.ID}}})
-		if len(s.GroupScope) > 0 && run.ScopeLink != "" {
+		// An unconfirmed scope saves its generation without a link: the
+		// next run starts a fresh round and reads the members again.
+		if len(s.GroupScope) > 0 && (run.ScopeLink != "" || run.ScopeUnconfirmed) {
 			ops = append(ops, BatchOp{Kind: BatchUpsert, Entity: scopeState{Gen: run.ScopeGen, Link: run.ScopeLink, Tracked: run.ScopeTracked, Hash: scopeHash(s)}.entity()})
 		}
 		// A full run rewrote every user: earlier unfinished runs' changes

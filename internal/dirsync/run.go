@@ -221,6 +221,12 @@ type Run struct {
 	// the scope rows of ScopeGen). No scope round may start after that:
 	// the users pages would read a generation still being written.
 	ScopeDone bool `json:"-"`
+	// ScopeCheck is where a rebuild's check stands (scope.go, "Reading the
+	// members twice"): scopeReading, scopeConfirming, scopeRereading.
+	// ScopeUnconfirmed: the members kept changing; the run uses them as
+	// read and saves no groups delta link, so the next run reads them again.
+	ScopeCheck       int64 `json:"-"`
+	ScopeUnconfirmed bool  `json:"-"`
 	// Preview runs compute every change without making it (preview.go).
 	Preview bool `json:"preview,omitempty"`
 	// OnDemandStamp is the stamp an on-demand run writes (ondemand.go).
@@ -289,7 +295,7 @@ func runToEntity(r Run) (Entity, error) {
 		"logName": r.LogName, "shapeHash": r.ShapeHash,
 		"groupsHash": r.GroupsHash, "evaluate": r.Evaluate, "scopeGen": r.ScopeGen, "scopeChanged": r.ScopeChanged, "scopeRound": r.ScopeRound,
 		"scopeGrew": r.ScopeGrew, "ruleProps": strings.Join(r.RuleProps, ","), "preview": r.Preview, "onDemandStamp": r.OnDemandStamp,
-		"fresh": r.Fresh, "scopeDone": r.ScopeDone,
+		"fresh": r.Fresh, "scopeDone": r.ScopeDone, "scopeCheck": r.ScopeCheck, "scopeUnconfirmed": r.ScopeUnconfirmed,
 	}
 	if r.WaiterPass != "" {
 		p["waiterPass"] = r.WaiterPass
@@ -324,6 +330,7 @@ func runFromEntity(e Entity) Run {
 		ScopeRound: e.Int("scopeRound"), ScopeLink: getChunked(e, "scopeLink"), ScopeGrew: e.Bool("scopeGrew"),
 		RuleProps: splitList(e.Str("ruleProps")), Preview: e.Bool("preview"), OnDemandStamp: e.Int("onDemandStamp"),
 		Fresh: e.Bool("fresh"), ScopeDone: e.Bool("scopeDone"), WaiterPass: e.Str("waiterPass"),
+		ScopeCheck: e.Int("scopeCheck"), ScopeUnconfirmed: e.Bool("scopeUnconfirmed"),
 	}
 	if t := getChunked(e, "scopeTracked"); t != "" {
 		r.ScopeTracked = strings.Split(t, ",")

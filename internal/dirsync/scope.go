@@ -3,8 +3,10 @@ package dirsync
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -40,6 +42,33 @@ import (
 // enumeration of the users; a delta run without one costs one groups delta
 // request per 50 tracked groups. Scope rows of earlier generations are left in place
 // (they are overwritten when their user is in scope again).
+//
+// Reading the members twice. The saved groups delta link must describe
+// the state the scope rows hold: the next round reports only what changed
+// since its link was issued, and Graph may leave out a change that was
+// undone ("at least" what changed). A link issued before the members are
+// read misses a member who joined before the read and left after it (the
+// rows keep the member, the round reports nothing), and likewise a member
+// who left before the read and came back. So a rebuild reads the members,
+// runs a confirmation round from its round's link (WorkScope items with
+// Bucket 1; what it reports is applied as in any round, renames and a
+// removed selected group, but does not decide anything: changes made
+// during the first read are reported and the first read may hold them),
+// reads the members again (WorkScopeMembers with Bucket 1, writing no
+// rows), and accepts the rows only when both reads hold the same members
+// of every group; the link saved is the confirmation round's, issued
+// between the two reads. A member the rows hold wrongly at that link was
+// then changed before it and changed back after it, the same in both
+// reads: two changes around the confirmation, and a third to be missed
+// by the next round. Reads that differ start a new round (bounded by
+// maxScopeRounds); at the bound the run uses the rows as read and saves
+// no link (ScopeUnconfirmed), so the next run rebuilds the scope. Each
+// members page is recorded once per position (round, read, group, page:
+// TablePages, "<run>|scope"), with a digest of its content and the sum
+// and count of its members' digests: a page fetched again at a recorded
+// position (a redelivery) that holds other members means the members
+// moved during the read (a new round too), and the two reads are
+// compared by the sums, not page by page, so pagination may differ.
 
 const (
 	WorkScope        = "scope"         // one page of /groups/delta for the selected groups
@@ -56,6 +85,17 @@ func init() {
 const maxScopeRounds = 3
 
 const scopeRowKey = "scope"
+
+// Where a rebuild's check stands (Run.ScopeCheck).
+const (
+	scopeReading    = 0 // the first read of the members, writing the scope rows
+	scopeConfirming = 1 // the confirmation round, from the first round's link
+	scopeRereading  = 2 // the second read, compared with the first
+)
+
+// scopeCheckPass is the Bucket of the confirmation round's and the second
+// read's items (0 for the first round's and the first read's).
+const scopeCheckPass = 1
 
 func scopeRowPK(userID string) string { return "s|" + Bucket(userID) }
 
@@ -150,6 +190,7 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 	}
 	lb := e.newLog(run, nil)
 	defer e.flushLog(ctx, run, lb)
+	confirming := w.Bucket == scopeCheckPass
 	changed := w.Link == "" // a fresh round reports every group: the scope is rebuilt
 	for _, g := range page.Groups {
 		selected := slices.Contains(s.GroupScope, g.ID)
@@ -169,6 +210,9 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 			}
 		}
 	}
+	if confirming {
+		return e.confirmScope(ctx, run, w, page)
+	}
 	if changed && !run.ScopeChanged {
 		if run, err = e.advanceScope(ctx, w, func(r *Run) error { r.ScopeChanged = true; return nil }); err != nil {
 			return err
@@ -181,6 +225,9 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 	}
 	rebuild := false
 	run, err = e.advanceScope(ctx, w, func(r *Run) error {
+		if r.ScopeCheck != scopeReading {
+			return errSuperseded // a redelivery: the members were read from the link saved
+		}
 		r.ScopeLink = page.DeltaLink
 		rebuild = r.ScopeChanged || r.Mode != ModeDelta
 		if rebuild {
@@ -202,9 +249,40 @@ func (e *Engine) doScope(ctx context.Context, run Run, s Settings, w WorkItem) e
 		return e.send(ctx, first, zeroTime)
 	}
 	lb.add(LogEvent{Event: EvScope, Message: fmt.Sprintf("reading the members of %d selected group(s), nested groups included", len(s.GroupScope))})
+	return e.send(ctx, scopeMembersItem(w, run.ScopeRound, 0), zeroTime)
+}
+
+// scopeMembersItem is the first item of a read of the members (pass 0 the
+// first, scopeCheckPass the second) in the given round.
+func scopeMembersItem(w WorkItem, round int64, pass int) WorkItem {
 	members := w.next(WorkScopeMembers)
-	members.Cursor = fmt.Sprint(run.ScopeRound)
-	return e.send(ctx, members, zeroTime)
+	members.Cursor, members.Bucket = fmt.Sprint(round), pass
+	return members
+}
+
+// confirmScope goes on with the confirmation round after one of its pages
+// (doScope applied what it reports). At its end its link is saved, and
+// the members are read a second time.
+func (e *Engine) confirmScope(ctx context.Context, run Run, w WorkItem, page GroupPage) error {
+	if page.NextLink != "" {
+		next := w.next(WorkScope)
+		next.Seq, next.Link, next.Cursor, next.Bucket = w.Seq+1, page.NextLink, w.Cursor, scopeCheckPass
+		return e.send(ctx, next, zeroTime)
+	}
+	run, err := e.advanceScope(ctx, w, func(r *Run) error {
+		switch r.ScopeCheck {
+		case scopeConfirming:
+			r.ScopeLink, r.ScopeCheck = page.DeltaLink, scopeRereading
+			return nil
+		case scopeRereading:
+			return errSkipWrite // a redelivery: the second read began from the link saved
+		}
+		return errSuperseded
+	})
+	if err != nil {
+		return err
+	}
+	return e.send(ctx, scopeMembersItem(w, run.ScopeRound, scopeCheckPass), zeroTime)
 }
 
 // scopeTracked is what a fresh groups delta round follows: the selected
@@ -229,6 +307,7 @@ func (e *Engine) restartScopeRound(ctx context.Context, run Run, w WorkItem, why
 	run, err := e.advanceScope(ctx, w, func(r *Run) error {
 		r.ScopeRound++
 		r.ScopeChanged, r.ScopeGrew = true, false
+		r.ScopeCheck, r.ScopeUnconfirmed = scopeReading, false
 		return nil
 	})
 	if err != nil {
@@ -295,7 +374,9 @@ func (e *Engine) mirrorGroupName(ctx context.Context, s Settings, id, name strin
 }
 
 // doScopeMembers reads one page of a selected group's transitive members
-// (w.Seq is the group's index in GroupScope) into scope rows.
+// (w.Seq is the group's index in GroupScope, w.Page the page within it):
+// into scope rows in the first read, to be compared in the second
+// (w.Bucket scopeCheckPass).
 func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w WorkItem) error {
 	if int(w.Seq) >= len(s.GroupScope) {
 		return errPermanent{Errorf(EINVALID, "scope item for group %d of %d", w.Seq, len(s.GroupScope))}
@@ -305,6 +386,15 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	}
 	if run.ScopeDone {
 		return e.resendFirstUserPage(ctx, run, w)
+	}
+	rereading := w.Bucket == scopeCheckPass
+	if !rereading && run.ScopeCheck != scopeReading {
+		// A redelivery after the first read ended: the confirmation round
+		// may not have been sent.
+		if run.ScopeCheck == scopeConfirming {
+			return e.send(ctx, confirmScopeItem(w, run), zeroTime)
+		}
+		return nil
 	}
 	groupID := s.GroupScope[w.Seq]
 	page, err := e.Source.GroupTransitiveMembers(ctx, groupID, w.Link)
@@ -318,38 +408,40 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	default:
 		return err
 	}
-	if err := e.writeScopeRows(ctx, run.ScopeGen, groupID, page.UserIDs); err != nil {
+	moved, err := e.recordScopePage(ctx, run, w, page)
+	if err != nil {
 		return err
 	}
-	var found []string
-	for _, g := range page.GroupIDs {
-		if !slices.Contains(run.ScopeTracked, g) && !slices.Contains(s.GroupScope, g) {
-			found = append(found, g)
-		}
+	if moved {
+		return e.scopeUnsettled(ctx, run, w, fmt.Sprintf("the members of group %s changed while they were read", groupID))
 	}
-	if len(found) > 0 {
-		if run, err = e.advanceScope(ctx, w, func(r *Run) error {
-			r.ScopeGrew = true
-			for _, g := range found {
-				if !slices.Contains(r.ScopeTracked, g) {
-					r.ScopeTracked = append(r.ScopeTracked, g)
-				}
-			}
-			sort.Strings(r.ScopeTracked)
-			return nil
-		}); err != nil {
+	if !rereading {
+		if err := e.writeScopeRows(ctx, run.ScopeGen, groupID, page.UserIDs); err != nil {
+			return err
+		}
+		if run, err = e.trackFoundGroups(ctx, run, s, w, page.GroupIDs); err != nil {
 			return err
 		}
 	}
 	next := w.next(WorkScopeMembers)
-	next.Cursor = w.Cursor
+	next.Cursor, next.Bucket = w.Cursor, w.Bucket
 	switch {
 	case page.NextLink != "":
-		next.Seq, next.Link = w.Seq, page.NextLink
+		next.Seq, next.Page, next.Link = w.Seq, w.Page+1, page.NextLink
 		return e.send(ctx, next, zeroTime)
 	case int(w.Seq)+1 < len(s.GroupScope):
 		next.Seq = w.Seq + 1
 		return e.send(ctx, next, zeroTime)
+	}
+	if rereading {
+		agree, err := e.scopeReadsAgree(ctx, run)
+		if err != nil {
+			return err
+		}
+		if !agree {
+			return e.scopeUnsettled(ctx, run, w, "the members of the selected groups changed while they were read")
+		}
+		return e.scopeSettled(ctx, run, w, false)
 	}
 	// Every group is read. Nested groups the round did not follow: follow
 	// them from now on, with a new round (and read the members again, so
@@ -358,7 +450,75 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		return e.restartScopeRound(ctx, run, w, "nested groups were found that the groups delta round did not follow")
 	}
 	run, err = e.advanceScope(ctx, w, func(r *Run) error {
+		if r.ScopeCheck != scopeReading {
+			return errSkipWrite
+		}
+		r.ScopeCheck = scopeConfirming
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if run.ScopeCheck != scopeConfirming {
+		return nil // a redelivery: the confirmation round has ended
+	}
+	return e.send(ctx, confirmScopeItem(w, run), zeroTime)
+}
+
+// confirmScopeItem is the first item of the confirmation round: from the
+// link the round ended with.
+func confirmScopeItem(w WorkItem, run Run) WorkItem {
+	first := w.next(WorkScope)
+	first.Link, first.Cursor, first.Bucket = run.ScopeLink, fmt.Sprint(run.ScopeRound), scopeCheckPass
+	return first
+}
+
+// trackFoundGroups adds the nested groups a members page found that the
+// round does not follow to ScopeTracked, and marks the scope grown.
+func (e *Engine) trackFoundGroups(ctx context.Context, run Run, s Settings, w WorkItem, groupIDs []string) (Run, error) {
+	var found []string
+	for _, g := range groupIDs {
+		if !slices.Contains(run.ScopeTracked, g) && !slices.Contains(s.GroupScope, g) {
+			found = append(found, g)
+		}
+	}
+	if len(found) == 0 {
+		return run, nil
+	}
+	return e.advanceScope(ctx, w, func(r *Run) error {
+		r.ScopeGrew = true
+		for _, g := range found {
+			if !slices.Contains(r.ScopeTracked, g) {
+				r.ScopeTracked = append(r.ScopeTracked, g)
+			}
+		}
+		sort.Strings(r.ScopeTracked)
+		return nil
+	})
+}
+
+// scopeUnsettled handles members that changed while they were read: a new
+// round reads them again, or, once maxScopeRounds is reached, the run goes
+// on with the rows as read and saves no groups delta link, so that the
+// next run rebuilds the scope.
+func (e *Engine) scopeUnsettled(ctx context.Context, run Run, w WorkItem, why string) error {
+	if run.ScopeRound+1 < maxScopeRounds {
+		return e.restartScopeRound(ctx, run, w, why)
+	}
+	lb := e.newLog(run, nil)
+	lb.add(LogEvent{Event: EvScope, Level: LevelWarn, Message: why + "; this sync uses the members as read, and the next sync reads them again"})
+	e.flushLog(ctx, run, lb)
+	return e.scopeSettled(ctx, run, w, true)
+}
+
+// scopeSettled ends the scope steps of a rebuild: the users are read in
+// full next, so that users entering and leaving scope are applied.
+func (e *Engine) scopeSettled(ctx context.Context, run Run, w WorkItem, unconfirmed bool) error {
+	run, err := e.advanceScope(ctx, w, func(r *Run) error {
 		r.Mode, r.FullFrom, r.ScopeDone = ModeFull, r.Restarts, true
+		if unconfirmed {
+			r.ScopeUnconfirmed, r.ScopeLink = true, ""
+		}
 		return nil
 	})
 	if err != nil {
@@ -372,6 +532,76 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		return err
 	}
 	return e.send(ctx, first, zeroTime)
+}
+
+// scopePagesPartition holds a run's records of members pages.
+func scopePagesPartition(runID string) string { return runID + "|scope" }
+
+// recordScopePage records what a members page held, once per position
+// (round, read, group, page): a digest of its content, and the sum and
+// count of its members' digests, by which the two reads are compared.
+// moved is true when the position was recorded with other content: the
+// page was fetched again (a redelivery) and the members changed meanwhile.
+func (e *Engine) recordScopePage(ctx context.Context, run Run, w WorkItem, page MemberPage) (moved bool, err error) {
+	var sum uint64
+	for _, id := range page.UserIDs {
+		sum += memberDigest("u|" + id)
+	}
+	for _, id := range page.GroupIDs {
+		sum += memberDigest("g|" + id)
+	}
+	content := shortHash(fmt.Sprintf("%s|%s|%t", strings.Join(page.UserIDs, ","), strings.Join(page.GroupIDs, ","), page.NextLink != ""))
+	pk := scopePagesPartition(run.ID)
+	rk := fmt.Sprintf("%d-%d-%04d-%06d", run.ScopeRound, w.Bucket, w.Seq, w.Page)
+	props := map[string]any{"group": w.Seq, "sum": fmt.Sprintf("%016x", sum), "n": int64(len(page.UserIDs) + len(page.GroupIDs)), "content": content}
+	_, err = e.Store.Insert(ctx, TablePages, Entity{PartitionKey: pk, RowKey: rk, Props: props})
+	if err == nil {
+		return false, nil
+	}
+	if !IsCode(err, ECONFLICT) {
+		return false, fmt.Errorf("record members page %s: %w", rk, err)
+	}
+	ent, err := e.Store.Get(ctx, TablePages, pk, rk)
+	if err != nil {
+		return false, fmt.Errorf("record members page %s: %w", rk, err)
+	}
+	return ent.Str("content") != content, nil
+}
+
+// memberDigest is a member's share of a read's sum.
+func memberDigest(member string) uint64 {
+	d := sha256.Sum256([]byte(member))
+	return binary.BigEndian.Uint64(d[:8])
+}
+
+// scopeReadsAgree reports whether the two reads of the run's current round
+// found the same members in every selected group.
+func (e *Engine) scopeReadsAgree(ctx context.Context, run Run) (bool, error) {
+	type tally struct {
+		sum uint64
+		n   int64
+	}
+	reads := [2]map[int64]tally{{}, {}}
+	err := e.scanPrefix(ctx, TablePages, scopePagesPartition(run.ID), fmt.Sprintf("%d-", run.ScopeRound), func(ent Entity) {
+		pass := strings.SplitN(ent.RowKey, "-", 3)[1]
+		if pass != "0" && pass != fmt.Sprint(scopeCheckPass) {
+			return
+		}
+		read := reads[0]
+		if pass != "0" {
+			read = reads[1]
+		}
+		var sum uint64
+		fmt.Sscanf(ent.Str("sum"), "%x", &sum)
+		t := read[ent.Int("group")]
+		t.sum += sum
+		t.n += ent.Int("n")
+		read[ent.Int("group")] = t
+	})
+	if err != nil {
+		return false, fmt.Errorf("compare the reads of the selected groups' members: %w", err)
+	}
+	return maps.Equal(reads[0], reads[1]), nil
 }
 
 // currentScopeRound reports whether a scope item belongs to the run's

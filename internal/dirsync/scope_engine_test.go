@@ -351,3 +351,137 @@ func TestGroupReportedWithoutNetMemberChangeRebuildsTheScope(t *testing.T) {
 		t.Errorf("after user 3 left the group (-want +got):\n%s", diff)
 	}
 }
+
+// A rebuild reads the selected groups' members twice, around a
+// confirmation round whose link is the one saved (scope.go, "Reading the
+// members twice"). Before, the link saved was issued before the members
+// were read: a member who joined in between and left before the next run
+// (or left in between and came back) was a change the next round could
+// leave out, and the scope stayed wrong until a full run (the simulator's
+// seeds 1471 and 4868). Each case changes the group while the run is at a
+// given item (kind, read), runs once more after a change, and checks the
+// directory after both runs.
+func TestMembersChangedDuringTheReadAreCaught(t *testing.T) {
+	g := gid(1)
+	type at struct {
+		kind string
+		pass int
+	}
+	firstRead, confirmation, secondRead := at{dirsync.WorkScopeMembers, 0}, at{dirsync.WorkScope, 1}, at{dirsync.WorkScopeMembers, 1}
+	tests := []struct {
+		name string
+		// during changes the group when the run first reaches each item
+		// named (once per key, in the order reached).
+		during map[at]func(src *dirsynctest.Source)
+		// wantRun is the directory after the run; then after changes the
+		// group and wantNext is the directory after the next run.
+		wantRun  []string
+		after    func(src *dirsynctest.Source)
+		wantNext []string
+		// wantUnconfirmed: the members kept changing, the run saved no link.
+		wantUnconfirmed bool
+	}{
+		{
+			name:     "joined before the read, left after the run",
+			during:   map[at]func(*dirsynctest.Source){firstRead: func(src *dirsynctest.Source) { src.AddGroupMember(g, uid(3)) }},
+			wantRun:  []string{uid(1), uid(2), uid(3)},
+			after:    func(src *dirsynctest.Source) { src.RemoveGroupMember(g, uid(3)) },
+			wantNext: []string{uid(1), uid(2)},
+		},
+		{
+			name:     "left before the read, came back after the run",
+			during:   map[at]func(*dirsynctest.Source){firstRead: func(src *dirsynctest.Source) { src.RemoveGroupMember(g, uid(2)) }},
+			wantRun:  []string{uid(1)},
+			after:    func(src *dirsynctest.Source) { src.AddGroupMember(g, uid(2)) },
+			wantNext: []string{uid(1), uid(2)},
+		},
+		{
+			name: "joined before the first read, left before the second",
+			during: map[at]func(*dirsynctest.Source){
+				firstRead:    func(src *dirsynctest.Source) { src.AddGroupMember(g, uid(3)) },
+				confirmation: func(src *dirsynctest.Source) { src.RemoveGroupMember(g, uid(3)) },
+			},
+			wantRun:  []string{uid(1), uid(2)},
+			after:    func(*dirsynctest.Source) {},
+			wantNext: []string{uid(1), uid(2)},
+		},
+		{
+			name: "changing at every read: used as read, read again next time",
+			during: map[at]func(*dirsynctest.Source){
+				firstRead:  func(src *dirsynctest.Source) { src.AddGroupMember(g, uid(3)) },
+				secondRead: func(src *dirsynctest.Source) { src.RemoveGroupMember(g, uid(3)); src.AddGroupMember(g, uid(4)) },
+			},
+			// Three rounds: the first read of each finds user 3 in and
+			// user 4 out, the second the other way round (below). The
+			// run uses its last first read; the next run reads again.
+			wantRun:         []string{uid(1), uid(2), uid(3)},
+			after:           func(src *dirsynctest.Source) { src.RemoveGroupMember(g, uid(4)) },
+			wantNext:        []string{uid(1), uid(2)},
+			wantUnconfirmed: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			setThreshold(t, e, dirsync.DeletionThreshold{})
+			e.Seed(5)
+			e.Source.PutGroup(g, "Sales")
+			e.Source.AddGroupMember(g, uid(1))
+			e.Source.AddGroupMember(g, uid(2))
+			s, etag, _ := e.Engine.Settings(ctx)
+			s.GroupScope = []string{g}
+			if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+				t.Fatal(err)
+			}
+			if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+				t.Fatalf("first run = %s (%s)", run.Status, run.Error)
+			}
+			// A change the round reports, so that the run rebuilds the scope.
+			e.Source.PutGroup(g, "Sales team")
+			done := map[at]int{}
+			flip := tc.wantUnconfirmed
+			run := e.Sync(dirsynctest.DrainOptions{Before: func(m dirsync.Message, count int) error {
+				w, _ := dirsync.DecodeWorkItem(m.Body)
+				k := at{w.Kind, w.Bucket}
+				f := tc.during[k]
+				if f == nil || (done[k] > 0 && !flip) || w.Seq != 0 || w.Page != 0 || count > 1 {
+					return nil
+				}
+				done[k]++
+				if flip && done[k] > 1 {
+					// Later rounds: undo at the first read what the
+					// second read did, and do it again at the second.
+					if k == firstRead {
+						e.Source.RemoveGroupMember(g, uid(4))
+						e.Source.AddGroupMember(g, uid(3))
+						return nil
+					}
+				}
+				f(e.Source)
+				return nil
+			}})
+			if run.Status != dirsync.RunSucceeded {
+				t.Fatalf("run = %s (%s)", run.Status, run.Error)
+			}
+			for k := range tc.during {
+				if done[k] == 0 {
+					t.Fatalf("the run never reached %v", k)
+				}
+			}
+			if run.ScopeUnconfirmed != tc.wantUnconfirmed {
+				t.Errorf("run: unconfirmed %v after round %d, want %v", run.ScopeUnconfirmed, run.ScopeRound, tc.wantUnconfirmed)
+			}
+			if diff := cmp.Diff(tc.wantRun, e.activeIDs()); diff != "" {
+				t.Errorf("after the run (-want +got):\n%s", diff)
+			}
+			tc.after(e.Source)
+			if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+				t.Fatalf("next run = %s (%s)", run.Status, run.Error)
+			}
+			if diff := cmp.Diff(tc.wantNext, e.activeIDs()); diff != "" {
+				t.Errorf("after the next run (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -54,6 +54,9 @@ type WorkItem struct {
 	// Bucket and Cursor locate a sweep, delete or count chunk.
 	Bucket int    `json:"bucket,omitempty"`
 	Cursor string `json:"cursor,omitempty"`
+	// Page numbers the pages of one chain whose Seq names something else
+	// (a scope members page: Seq is the group, Page the page within it).
+	Page int64 `json:"page,omitempty"`
 	// Attempt counts reschedules (throttling, waiting for pages), so each
 	// reschedule is a new message id.
 	Attempt int `json:"attempt,omitempty"`
@@ -63,6 +66,9 @@ type WorkItem struct {
 // queue's duplicate detection drops a second send of the same item.
 func (w WorkItem) MessageID() string {
 	key := fmt.Sprintf("%s|%d|%s|%d|%d|%s|%d", w.Kind, w.Seq, w.Link, w.Epoch, w.Bucket, w.Cursor, w.Attempt)
+	if w.Page != 0 {
+		key += fmt.Sprintf("|p%d", w.Page) // only when set: other items keep their ids
+	}
 	return fmt.Sprintf("%s-%s-%d-%s", w.RunID, w.Kind, w.Seq, shortHash(key))
 }
 
