@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 )
 
 // doDelete applies one chunk of deletions. A deletion is applied only if no
@@ -144,12 +145,10 @@ func writtenSince(run Run, d deletion, u User) bool {
 // frees its email. Every step is idempotent. It reports kept when the row
 // was written since the decision (it is then left as it is).
 //
-// It reads the row again although doDelete read it a moment before: the
-// group registers are cleared before the row goes, and if a writer (on
-// demand, a later page) gets in between and the row is then kept, the
-// cleared registers stay cleared (a known limit, docs/architecture.md).
-// Reusing doDelete's read widened that window enough for the simulator to
-// find it (seed 22694, session 5), so the read stays.
+// It reads the row again although doDelete read it a moment before, to
+// keep the window small in which a writer (on demand, a later page) can
+// get in between the group registers being cleared and the row going; a
+// row kept that way has its registers restored (keepMemberships).
 func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion, lb *logBuffer) (kept bool, err error) {
 	id := d.UserID
 	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
@@ -161,7 +160,7 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 	}
 	u := userFromEntity(ent)
 	if writtenSince(run, d, u) {
-		return true, nil
+		return true, e.keepMemberships(ctx, run, u)
 	}
 	// The user leaves every group first, through its own row (the user ->
 	// groups index): then the row goes. A retry repeats the same removals.
@@ -222,4 +221,48 @@ func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion
 		return false, e.Store.Delete(ctx, TableEmails, Bucket(u.Email), waiterKey(u.Email, id), "")
 	}
 	return false, nil
+}
+
+// keepMemberships restores the group registers of a user whose deletion
+// ends kept. An earlier attempt of the deletion may have taken the user out
+// of its groups (tombstones at the deletion's version, bumped above the row
+// it read) before a writer rewrote the row and the row delete failed; the
+// writer's own register writes, at a lower version, then lost. The kept
+// row is written again at a version above every such tombstone, with its
+// groups as its diff, and the registers follow it. Nothing is written when
+// no register of the row's groups is a tombstone newer than the row (a
+// first attempt: one register read per group of the user).
+func (e *Engine) keepMemberships(ctx context.Context, run Run, u User) error {
+	top := u.MemberVer
+	for _, g := range u.Memberships() {
+		reg, err := e.Store.Get(ctx, TableMembers, MembersPartition(g), u.ID)
+		if IsCode(err, ENOTFOUND) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("keep the groups of %s: read group %s: %w", u.ID, g, err)
+		}
+		if v := reg.Str(MemberVerProp); v > top && !reg.Bool(MemberPresentProp) {
+			top = v
+		}
+	}
+	if top == u.MemberVer {
+		return nil
+	}
+	again := u
+	again.MemberVer = bumpMemberVer(top, run.Seq, deleteStamp)
+	again.MemberDiff = slices.Clone(u.MemberDiff)
+	for _, g := range u.Memberships() {
+		if !slices.Contains(again.MemberDiff, g) {
+			again.MemberDiff = append(again.MemberDiff, g)
+		}
+	}
+	sort.Strings(again.MemberDiff)
+	if err := e.replaceUser(ctx, again, u.Status); err != nil {
+		if IsCode(err, EPRECONDITION) || IsCode(err, ENOTFOUND) {
+			return &Error{Code: EUNAVAILABLE, Message: "a user changed while its deletion was undone; the chunk is applied again", Err: err}
+		}
+		return fmt.Errorf("keep the groups of %s: %w", u.ID, err)
+	}
+	return e.syncMembers(ctx, again)
 }

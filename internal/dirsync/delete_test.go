@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -83,5 +84,82 @@ func TestConcurrentDeletionsMatchSequential(t *testing.T) {
 	}
 	if diff := cmp.Diff(seqLog, parLog); diff != "" {
 		t.Errorf("run log (-sequential +concurrent):\n%s", diff)
+	}
+}
+
+// beforeUserDelete runs a hook once, before the engine deletes a given
+// user's row (in a batch with its partition's counts row).
+type beforeUserDelete struct {
+	*dirsynctest.Store
+	userID string
+	hook   func()
+}
+
+func (s *beforeUserDelete) BatchETags(ctx context.Context, table string, ops []dirsync.BatchOp) ([]string, error) {
+	for _, op := range ops {
+		if table == dirsync.TableUsers && op.Kind == dirsync.BatchDelete && op.Entity.RowKey == s.userID && s.hook != nil {
+			hook := s.hook
+			s.hook = nil
+			hook()
+		}
+	}
+	return s.Store.BatchETags(ctx, table, ops)
+}
+
+func (s *beforeUserDelete) Batch(ctx context.Context, table string, ops []dirsync.BatchOp) error {
+	_, err := s.BatchETags(ctx, table, ops)
+	return err
+}
+
+// A deletion takes the user out of its groups (the membership registers)
+// before it deletes the row. If a writer rewrites the row in between (here
+// provisioning on demand, the user restored in Entra), the row delete fails,
+// the retry keeps the user, and the registers must follow the kept row.
+// Before, they stayed cleared: the deletion's version was above the kept
+// row's, so the kept row's own register writes lost (the simulator found it,
+// seed 22694, on a variant that widened the window).
+func TestKeptDeletionKeepsTheUsersGroups(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	setThreshold(t, e, dirsync.DeletionThreshold{})
+	e.Seed(5)
+	e.setPerson(2, financeSenior)
+	putDynamicGroup(t, e, financeSeniors, "Finance seniors", `user.department -eq "Finance" -and user.jobTitle -eq "Senior Manager"`)
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first run = %s (%s)", run.Status, run.Error)
+	}
+	if diff := cmp.Diff([]string{uid(2)}, e.members(financeSeniors)); diff != "" {
+		t.Fatalf("group members (-want +got):\n%s", diff)
+	}
+	restored := person(2)
+	financeSenior(restored)
+	restored["displayName"] = "Restored User 2" // so that on demand writes the row
+	e.Source.Remove(uid(2), dirsync.RemovedDeleted)
+	provisioned := false
+	e.Engine.Store = &beforeUserDelete{Store: e.Store, userID: uid(2), hook: func() {
+		e.Source.Put(uid(2), restored)
+		res, err := e.Engine.ProvisionUser(ctx, uid(2), "admin")
+		provisioned = err == nil && res.Outcome == "updated"
+		if !provisioned {
+			t.Errorf("provision on demand: %q, %v; want updated", res.Outcome, err)
+		}
+	}}
+	run := e.Sync(dirsynctest.DrainOptions{})
+	if run.Status != dirsync.RunSucceeded || !provisioned {
+		t.Fatalf("run = %s (%s), provisioned on demand: %v", run.Status, run.Error, provisioned)
+	}
+	if _, ok := e.directory(dirsync.StatusActive)[uid(2)]; !ok {
+		t.Fatalf("user 2, provisioned again during its deletion, is not in the directory")
+	}
+	if diff := cmp.Diff([]string{uid(2)}, e.members(financeSeniors)); diff != "" {
+		t.Errorf("group members after the kept deletion (-want +got):\n%s", diff)
+	}
+	// And the next change of the user still reaches the registers.
+	e.setPerson(2, func(p map[string]string) { p["jobTitle"] = "Analyst" })
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("last run = %s (%s)", run.Status, run.Error)
+	}
+	if got := e.members(financeSeniors); len(got) != 0 {
+		t.Errorf("group members after user 2 left the rule = %v, want none", got)
 	}
 }
