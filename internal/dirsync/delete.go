@@ -82,11 +82,22 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 		groups[g] = append(groups[g], i)
 	}
 	lbs := make([]*logBuffer, len(dels))
-	apply := func(i int) error {
+	apply := func(i int, first bool) error {
 		d := &dels[i]
 		lbs[i] = e.newLog(run, nil)
 		if d.Outcome == outcomeDeleted {
-			kept, err := e.deleteUser(ctx, run, s, *d, lbs[i])
+			// The first deletion of an email group deletes the row read
+			// above (the row delete is conditional on its ETag); a later
+			// one reads its row again, as the release of the email before
+			// it may have promoted it.
+			var read *User
+			if first {
+				read = rows[i]
+				if read == nil {
+					read = &User{}
+				}
+			}
+			kept, err := e.deleteUser(ctx, run, s, *d, read, lbs[i])
 			if err != nil {
 				return err
 			}
@@ -107,8 +118,8 @@ func (e *Engine) doDelete(ctx context.Context, run Run, s Settings, w WorkItem) 
 		return nil
 	}
 	err = e.parallel(ctx, len(groups), func(g int) error {
-		for _, i := range groups[g] {
-			if err := apply(i); err != nil {
+		for n, i := range groups[g] {
+			if err := apply(i, n == 0); err != nil {
 				return err
 			}
 		}
@@ -143,22 +154,34 @@ func writtenSince(run Run, d deletion, u User) bool {
 
 // deleteUser removes a user from the directory and from every group, and
 // frees its email. Every step is idempotent. It reports kept when the row
-// was written since the decision (it is then left as it is).
+// was written since the decision (it is then left as it is, its group
+// registers restored by keepMemberships). read is the user's row as the
+// caller read it a moment ago (a zero User when there was none), or nil to
+// read it here.
 //
-// It reads the row again although doDelete read it a moment before, to
-// keep the window small in which a writer (on demand, a later page) can
-// get in between the group registers being cleared and the row going; a
-// row kept that way has its registers restored (keepMemberships).
-func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion, lb *logBuffer) (kept bool, err error) {
+// A writer (on demand, a later page) can get in between that read and the
+// row delete, after the group registers were cleared: the delete, being
+// conditional on the read's ETag, then fails, the chunk is applied again,
+// and the retry finds the row written since and keeps it, restoring its
+// registers.
+func (e *Engine) deleteUser(ctx context.Context, run Run, s Settings, d deletion, read *User, lb *logBuffer) (kept bool, err error) {
 	id := d.UserID
-	ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
-	if IsCode(err, ENOTFOUND) {
+	if read == nil {
+		ent, err := e.Store.Get(ctx, TableUsers, Bucket(id), id)
+		switch {
+		case IsCode(err, ENOTFOUND):
+			read = &User{}
+		case err != nil:
+			return false, fmt.Errorf("delete user %s: %w", id, err)
+		default:
+			u := userFromEntity(ent)
+			read = &u
+		}
+	}
+	if read.ID == "" {
 		return false, nil // deleted by an earlier attempt, groups first
 	}
-	if err != nil {
-		return false, fmt.Errorf("delete user %s: %w", id, err)
-	}
-	u := userFromEntity(ent)
+	u := *read
 	if writtenSince(run, d, u) {
 		return true, e.keepMemberships(ctx, run, u)
 	}

@@ -30,6 +30,19 @@ func uid(n int) string { return dirsynctest.UserID(n) }
 
 func person(n int) map[string]string { return dirsynctest.Person(n) }
 
+// putWithWaiters puts users 1..total in the source, the last `waiting` of
+// them with the email of users 1..waiting: each waits, as a duplicate, for
+// the user whose email it shares.
+func putWithWaiters(e *env, total, waiting int) {
+	for n := 1; n <= total; n++ {
+		p := person(n)
+		if n > total-waiting {
+			p["mail"] = person(n - (total - waiting))["mail"]
+		}
+		e.Source.Put(uid(n), p)
+	}
+}
+
 // directory returns active users' fields by id.
 func (e *env) directory(status string) map[string]map[string]string {
 	out := map[string]map[string]string{}

@@ -75,13 +75,7 @@ func TestWaiterPassOnlyWhenDue(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			setThreshold(t, e, dirsync.DeletionThreshold{})
-			for n := 1; n <= 30; n++ {
-				p := person(n)
-				if n > 20 {
-					p["mail"] = person(n - 20)["mail"] // 21..30 wait for 1..10
-				}
-				e.Source.Put(uid(n), p)
-			}
+			putWithWaiters(e, 30, 10) // 21..30 wait for 1..10
 			if r := e.Sync(dirsynctest.DrainOptions{}); r.Status != dirsync.RunSucceeded {
 				t.Fatalf("full sync: %s (%s)", r.Status, r.Error)
 			}
