@@ -109,5 +109,29 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// BatchOpError is the failure of a batch whose store says which of its
+// operations failed: Index is that operation's position in the batch and
+// Err its error, a *Error with the operation's code (ErrorCode, IsCode and
+// the other accessors see through it). A caller can then leave that one
+// operation out and send the rest again (preclaimEmails).
+type BatchOpError struct {
+	Index int
+	Err   error
+}
+
+func (e *BatchOpError) Error() string { return e.Err.Error() }
+func (e *BatchOpError) Unwrap() error { return e.Err }
+
+// FailedOp returns the position of the operation that failed a batch, and
+// false when err does not say (not a batch error, or the store did not
+// name the operation).
+func FailedOp(err error) (int, bool) {
+	var b *BatchOpError
+	if errors.As(err, &b) {
+		return b.Index, true
+	}
+	return 0, false
+}
+
 // IsCode reports whether err carries the given code.
 func IsCode(err error, code Code) bool { return ErrorCode(err) == code }

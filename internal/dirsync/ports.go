@@ -151,7 +151,9 @@ type Store interface {
 	Delete(ctx context.Context, table, pk, rk, etag string) error
 	// Batch applies up to MaxBatch operations on rows of ONE partition
 	// atomically: all or none. A failing operation fails the whole batch with
-	// that operation's code (ECONFLICT, EPRECONDITION, ...).
+	// that operation's code (ECONFLICT, EPRECONDITION, ...); when the store
+	// knows which operation it was, the error is a *BatchOpError naming it
+	// (FailedOp).
 	Batch(ctx context.Context, table string, ops []BatchOp) error
 	// Query returns one page of matching rows, in key order.
 	Query(ctx context.Context, table string, q Query) (EntityPage, error)

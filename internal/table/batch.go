@@ -22,7 +22,8 @@ import (
 
 // Batch applies up to dirsync.MaxBatch operations on rows of one partition as
 // one entity group transaction: all of them or none. A failing operation fails
-// the batch with that operation's code.
+// the batch with that operation's code, as a *dirsync.BatchOpError naming
+// it when the service says which (it does, and so does Azurite).
 //
 // Unlike Store.Delete, a BatchDelete of a missing row fails the batch
 // (ENOTFOUND): an atomic batch cannot skip one of its operations.
@@ -255,19 +256,21 @@ func parseBatchFailure(body []byte) *batchFailure {
 	return nil
 }
 
-// translateBatch names the failing operation in the message.
+// translateBatch names the failing operation in the message and, when the
+// service said which it was, returns a *dirsync.BatchOpError with its index.
 func translateBatch(table, pk string, ops []dirsync.BatchOp, err error) error {
 	var f *batchFailure
 	if !errors.As(err, &f) {
 		return translate(fmt.Sprintf("batch of %d operations on %s partition %s", len(ops), table, quoteKey(pk)), err)
 	}
 	op := fmt.Sprintf("batch of %d operations on %s partition %s", len(ops), table, quoteKey(pk))
-	if f.Index >= 0 && f.Index < len(ops) {
-		o := ops[f.Index]
-		op = fmt.Sprintf("batch of %d operations on %s: operation %d (%s row (%s, %s))",
-			len(ops), table, f.Index, kindName(o.Kind), quoteKey(o.Entity.PartitionKey), quoteKey(o.Entity.RowKey))
+	if f.Index < 0 || f.Index >= len(ops) {
+		return fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)
 	}
-	return fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)
+	o := ops[f.Index]
+	op = fmt.Sprintf("batch of %d operations on %s: operation %d (%s row (%s, %s))",
+		len(ops), table, f.Index, kindName(o.Kind), quoteKey(o.Entity.PartitionKey), quoteKey(o.Entity.RowKey))
+	return &dirsync.BatchOpError{Index: f.Index, Err: fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)}
 }
 
 func kindName(k dirsync.BatchKind) string {

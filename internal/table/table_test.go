@@ -273,6 +273,9 @@ func TestBatchAllOrNothing(t *testing.T) {
 	if !strings.Contains(err.Error(), "operation 5") || !strings.Contains(err.Error(), `"r05"`) {
 		t.Errorf("batch error %q does not name the failing operation 5 (row r05)", err)
 	}
+	if i, ok := dirsync.FailedOp(err); !ok || i != 5 {
+		t.Errorf("FailedOp(%v) = %d, %v; want 5, true (the engine leaves that operation out and sends the rest)", err, i, ok)
+	}
 	rows := allRows(t, s, "members", dirsync.Query{PartitionKey: "g1"})
 	if diff := cmp.Diff([]string{"r05"}, keys(rows)); diff != "" {
 		t.Errorf("rows after a failed batch (-want +got):\n%s", diff)

@@ -190,12 +190,12 @@ func (s *Store) BatchETags(ctx context.Context, table string, ops []dirsync.Batc
 		if _, exists := s.table(table)[key(op.Entity.PartitionKey, op.Entity.RowKey)]; op.Kind == dirsync.BatchDelete && !exists {
 			// As in Table Storage: a batch cannot skip a delete.
 			s.tables[table] = snapshot
-			return nil, dirsync.Errorf(dirsync.ENOTFOUND, "%s/%s/%s not found", table, op.Entity.PartitionKey, op.Entity.RowKey)
+			return nil, &dirsync.BatchOpError{Index: i, Err: dirsync.Errorf(dirsync.ENOTFOUND, "%s/%s/%s not found", table, op.Entity.PartitionKey, op.Entity.RowKey)}
 		}
 		etag, err := s.apply(table, op)
 		if err != nil {
 			s.tables[table] = snapshot
-			return nil, err
+			return nil, &dirsync.BatchOpError{Index: i, Err: err}
 		}
 		etags[i] = etag
 	}
