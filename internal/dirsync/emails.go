@@ -395,17 +395,16 @@ func (e *Engine) repairDuplicate(ctx context.Context, run Run, s Settings, u Use
 // required fields and key checks), and only where no claim exists: a batch
 // that meets an existing claim fails as a whole; when the store names the
 // claim (FailedOp), the batch is sent again without it, and its user (a
-// duplicate, or a claim left by an earlier run) is left to applyUser,
-// which handles taken and stale claims one by one. Otherwise the batch's
-// users all are. Errors are not returned for the same reason: applyUser
-// claims what this did not. (Before, one duplicate sent its whole batch,
-// ~12 users, one by one: about a fifth of a 100,000-user first sync's
-// requests with a duplicate in 500 users; issue 17.)
+// duplicate, or a claim left by an earlier run or attempt) is left to
+// applyUser, which handles taken and stale claims one by one. Otherwise
+// the batch's users all are. Errors are not returned for the same reason:
+// applyUser claims what this did not. (Before, one duplicate sent its
+// whole batch, ~12 users, one by one: about a fifth of a 100,000-user
+// first sync's requests with a duplicate in 500 users; issue 17.)
 // The returned context carries the claims made, so that claimEmail does
 // not read them again.
 func (e *Engine) preclaimEmails(ctx context.Context, run Run, s Settings, ids []string, users map[string]SourceUser, existing map[string]User) context.Context {
 	emailField := s.emailField()
-
 	seen := map[string]int{}
 	claims := map[string]string{} // email -> new user
 	for _, id := range ids {
