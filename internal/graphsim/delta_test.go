@@ -362,3 +362,23 @@ func TestLargeTenantRound(t *testing.T) {
 	}
 	t.Logf("20,000 users in %d pages: %s", rd.pages, time.Since(start))
 }
+
+// The time spent answering is kept per route (Stats.BusySeconds): for a
+// sync that fetches a page at a time, that of users/delta is its time
+// fetching, the bench's split between fetch and apply.
+func TestBusySecondsCoverEachAnswer(t *testing.T) {
+	const latency = 30 * time.Millisecond
+	c := startSim(t, Config{Users: 40, PageSize: 10, PageLatency: latency})
+	rd := c.round("/users/delta", 10)
+	st := c.sim.Tenant().Stats()
+	if rd.pages != 4 || st.Requests[RouteUsersDelta] != 4 {
+		t.Fatalf("%d pages, %d users/delta requests; want 4 and 4", rd.pages, st.Requests[RouteUsersDelta])
+	}
+	// Each page waited its latency, and no page took more than a second.
+	if got, min := st.BusySeconds[RouteUsersDelta], 4*latency.Seconds(); got < min || got > 4 {
+		t.Errorf("users/delta busy %.3f s, want at least 4 x %s = %.2f s and under 4 s", got, latency, min)
+	}
+	if got := st.BusySeconds[RouteToken]; got <= 0 {
+		t.Errorf("token busy %.3f s, want the time its request took", got)
+	}
+}

@@ -301,6 +301,12 @@ type Stats struct {
 	TokenRequestsRejected int `json:"tokenRequestsRejected"`
 	// Unauthorized counts Graph requests answered 401.
 	Unauthorized int `json:"unauthorized"`
+	// BusySeconds is the time spent answering requests, per route, from
+	// each request's arrival to its answer's end (a page's added latency
+	// included; the requests inside a $batch count under "$batch"). For a
+	// sync that fetches one page at a time, that of users/delta is its
+	// time spent fetching, as the server saw it.
+	BusySeconds map[string]float64 `json:"busySeconds"`
 }
 
 type statsData struct {
@@ -313,12 +319,14 @@ type statsData struct {
 	rejected     int
 	unauthorized int
 	faultSeq     uint64
+	busy         map[string]time.Duration
 }
 
 func (s *statsData) init() {
 	s.requests = make(map[string]int)
 	s.statuses = make(map[int]int)
 	s.faults = make(map[string]int)
+	s.busy = make(map[string]time.Duration)
 }
 
 // Stats returns a snapshot of the counters.
@@ -334,7 +342,16 @@ func (t *Tenant) Stats() Stats {
 		TokenRequestsRejected: t.stats.rejected,
 		Unauthorized:          t.stats.unauthorized,
 		Batched:               t.stats.batched,
+		BusySeconds:           busySeconds(t.stats.busy),
 	}
+}
+
+func busySeconds(busy map[string]time.Duration) map[string]float64 {
+	out := make(map[string]float64, len(busy))
+	for route, d := range busy {
+		out[route] = d.Seconds()
+	}
+	return out
 }
 
 func (t *Tenant) count(f func(s *statsData)) {

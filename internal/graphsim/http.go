@@ -204,9 +204,11 @@ func (s *Server) serve(rw http.ResponseWriter, r *http.Request) {
 		if status == 0 {
 			status = -1 // dropped
 		}
+		busy := time.Since(start)
 		s.tenant.count(func(st *statsData) {
 			st.requests[route]++
 			st.statuses[status]++
+			st.busy[route] += busy
 		})
 		s.log.Debug("graphsim request", "method", r.Method, "route", route, "status", status, "duration", time.Since(start))
 	}()

@@ -209,6 +209,12 @@ type graphCost struct {
 	// BudgetShare is UnitsPer10s over the large-tenant budget (8,000 units
 	// per 10 s for more than 500 users).
 	BudgetShare float64 `json:"shareOfLargeTenantBudget"`
+	// FetchSeconds is the simulator's time answering the run's Graph
+	// requests (login endpoints excluded): the sync fetches one page at a
+	// time, so this is its time fetching, and the rest of its wall time is
+	// spent only applying. FetchShare is FetchSeconds over the wall time.
+	FetchSeconds float64 `json:"fetchSeconds"`
+	FetchShare   float64 `json:"fetchShareOfWallTime"`
 }
 
 type download struct {
@@ -227,6 +233,9 @@ type latencyRun struct {
 	Seconds    float64 `json:"seconds"`
 	PagesDelay float64 `json:"pagesTimesDelaySeconds"`
 	Ratio      float64 `json:"ratio"`
+	// FetchSeconds is the run's time fetching (graphCost.FetchSeconds):
+	// about pages x latency plus the simulator's own time.
+	FetchSeconds float64 `json:"fetchSeconds"`
 	// BaseSeconds is the full sync of the same tenant without the delay,
 	// when -sizes measured it: if fetching and applying overlap, the run
 	// takes about max(base, pages x delay); if not, base + pages x delay.
@@ -481,6 +490,7 @@ func benchLatency(ctx context.Context, o options, base float64, handler string, 
 	}
 	lr := latencyRun{Users: o.latencyUsers, PageDelay: o.latency.Seconds(), Pages: r.Graph.Pages, Seconds: r.Seconds, Status: r.Status}
 	lr.PagesDelay = float64(lr.Pages) * lr.PageDelay
+	lr.FetchSeconds = r.Graph.FetchSeconds
 	lr.Ratio = lr.Seconds / lr.PagesDelay
 	if base > 0 {
 		lr.BaseSeconds, lr.Overlapped, lr.Serial = base, max(base, lr.PagesDelay), base+lr.PagesDelay
@@ -560,6 +570,12 @@ func (bs *benchStack) measureRun(ctx context.Context, o options, full bool, user
 	return r, nil
 }
 
+// fetchSplit says how much of a run's wall time went to fetching from
+// Graph and how much was left for applying alone.
+func fetchSplit(wall float64, g graphCost) string {
+	return fmt.Sprintf("%.1f s (%.0f%%) / %.1f s", g.FetchSeconds, 100*g.FetchShare, wall-g.FetchSeconds)
+}
+
 func graphDiff(after, before graphsim.Stats, secs float64) graphCost {
 	g := graphCost{Requests: map[string]int{}}
 	for k, v := range after.Requests {
@@ -573,11 +589,13 @@ func graphDiff(after, before graphsim.Stats, secs float64) graphCost {
 		}
 		g.Total += n
 		g.Units += n
+		g.FetchSeconds += after.BusySeconds[k] - before.BusySeconds[k]
 		if k == graphsim.RouteUsersDelta || k == graphsim.RouteGroupsDelta {
 			g.Pages += n
 		}
 	}
 	g.UnitsPer10s = float64(g.Units) / secs * 10
+	g.FetchShare = g.FetchSeconds / secs
 	g.BudgetShare = g.UnitsPer10s / 8000
 	return g
 }
@@ -708,6 +726,9 @@ func printSummary(out io.Writer, r results) {
 	row("full: Graph requests (delta pages), units/10 s", func(s sizeResult) string {
 		return fmt.Sprintf("%d (%d), %.0f (%.0f%% of 8,000)", s.Full.Graph.Total, s.Full.Graph.Pages, s.Full.Graph.UnitsPer10s, 100*s.Full.Graph.BudgetShare)
 	})
+	row("full: fetching (Graph's answers) / only applying", func(s sizeResult) string {
+		return fetchSplit(s.Full.Seconds, s.Full.Graph)
+	})
 	row("full: handler peak RSS", func(s sizeResult) string { return fmt.Sprintf("%.0f MiB", s.Full.PeakRSSMiB) })
 	row("incremental: changes", func(s sizeResult) string {
 		if s.Changes == nil {
@@ -757,6 +778,9 @@ func printSummary(out io.Writer, r results) {
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(out, "\nlatency run (%d users, %.0f ms per page): %.1f s for %d pages x %.0f ms = %.1f s: ratio %.2f\n",
 			l.Users, l.PageDelay*1000, l.Seconds, l.Pages, l.PageDelay*1000, l.PagesDelay, l.Ratio)
+		if l.FetchSeconds > 0 {
+			fmt.Fprintf(out, "  fetching (Graph's answers) took %.1f s of it, applying alone the other %.1f s\n", l.FetchSeconds, l.Seconds-l.FetchSeconds)
+		}
 		if l.BaseSeconds > 0 {
 			fmt.Fprintf(out, "  without the delay the sync took %.1f s: overlapped it would take ~%.1f s, serial ~%.1f s\n", l.BaseSeconds, l.Overlapped, l.Serial)
 		}
