@@ -61,8 +61,9 @@ import (
 // then changed before it and changed back after it, the same in both
 // reads: two changes around the confirmation, and a third to be missed
 // by the next round. Reads that differ start a new round (bounded by
-// maxScopeRounds); at the bound the run uses the rows as read and saves
-// no link (ScopeUnconfirmed), so the next run rebuilds the scope. Each
+// maxScopeRounds); at the bound the run uses the rows of the first read,
+// complete (a change found during it reads on), and saves no link
+// (ScopeUnconfirmed), so the next run rebuilds the scope. Each
 // members page is recorded once per position (round, read, group, page:
 // TablePages, "<run>|scope"), with a digest of its content and the sum
 // and count of its members' digests: a page fetched again at a recorded
@@ -413,7 +414,16 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 		return err
 	}
 	if moved {
-		return e.scopeUnsettled(ctx, run, w, fmt.Sprintf("the members of group %s changed while they were read", groupID))
+		why := fmt.Sprintf("the members of group %s changed while they were read", groupID)
+		if rereading || run.ScopeRound+1 < maxScopeRounds {
+			return e.scopeUnsettled(ctx, run, w, why)
+		}
+		// The last round's first read: the run will use its rows, so they
+		// must be complete. The read goes on (this page's rows are written
+		// as fetched now), and the run saves no link at its end.
+		if run, err = e.markScopeUnconfirmed(ctx, run, w, why); err != nil {
+			return err
+		}
 	}
 	if !rereading {
 		if err := e.writeScopeRows(ctx, run.ScopeGen, groupID, page.UserIDs); err != nil {
@@ -448,6 +458,9 @@ func (e *Engine) doScopeMembers(ctx context.Context, run Run, s Settings, w Work
 	// that nothing changed between the round and the reads is missed).
 	if run.ScopeGrew && run.ScopeRound+1 < maxScopeRounds {
 		return e.restartScopeRound(ctx, run, w, "nested groups were found that the groups delta round did not follow")
+	}
+	if run.ScopeUnconfirmed {
+		return e.scopeSettled(ctx, run, w, true) // no round is left to confirm it
 	}
 	run, err = e.advanceScope(ctx, w, func(r *Run) error {
 		if r.ScopeCheck != scopeReading {
@@ -497,18 +510,41 @@ func (e *Engine) trackFoundGroups(ctx context.Context, run Run, s Settings, w Wo
 	})
 }
 
-// scopeUnsettled handles members that changed while they were read: a new
-// round reads them again, or, once maxScopeRounds is reached, the run goes
-// on with the rows as read and saves no groups delta link, so that the
-// next run rebuilds the scope.
+// scopeUnsettled handles members that changed while they were read, once
+// the first read of the round is complete (the confirmation's second read,
+// or their comparison): a new round reads them again, or, once
+// maxScopeRounds is reached, the run goes on with the rows of the first
+// read and saves no groups delta link, so that the next run rebuilds the
+// scope. (A change found during the last round's first read does not end
+// the read: doScopeMembers reads on and marks the run unconfirmed.)
 func (e *Engine) scopeUnsettled(ctx context.Context, run Run, w WorkItem, why string) error {
 	if run.ScopeRound+1 < maxScopeRounds {
 		return e.restartScopeRound(ctx, run, w, why)
 	}
+	run, err := e.markScopeUnconfirmed(ctx, run, w, why)
+	if err != nil {
+		return err
+	}
+	return e.scopeSettled(ctx, run, w, true)
+}
+
+// markScopeUnconfirmed records that the run's scope rows hold members as
+// read while they changed (Run.ScopeUnconfirmed), and says so in the run
+// log, before the mark: a retry may repeat the line, none loses it.
+func (e *Engine) markScopeUnconfirmed(ctx context.Context, run Run, w WorkItem, why string) (Run, error) {
+	if run.ScopeUnconfirmed {
+		return run, nil
+	}
 	lb := e.newLog(run, nil)
 	lb.add(LogEvent{Event: EvScope, Level: LevelWarn, Message: why + "; this sync uses the members as read, and the next sync reads them again"})
 	e.flushLog(ctx, run, lb)
-	return e.scopeSettled(ctx, run, w, true)
+	return e.advanceScope(ctx, w, func(r *Run) error {
+		if r.ScopeUnconfirmed {
+			return errSkipWrite
+		}
+		r.ScopeUnconfirmed = true
+		return nil
+	})
 }
 
 // scopeSettled ends the scope steps of a rebuild: the users are read in

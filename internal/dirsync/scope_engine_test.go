@@ -479,3 +479,66 @@ func TestMembersChangedDuringTheReadAreCaught(t *testing.T) {
 		})
 	}
 }
+
+// In the last round of a rebuild, a selected group whose members page is
+// fetched again (a redelivery) with other members no longer ends the read:
+// the run reads every selected group, uses the members as read and saves
+// no link, so the next run reads them again. Before, it settled with the
+// scope rows written so far, and the users of the groups not read yet
+// left the directory (the simulator, seed 14766).
+func TestLastRoundReadsEveryGroupWhenMembersMove(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	setThreshold(t, e, dirsync.DeletionThreshold{})
+	e.Seed(5)
+	sales, support := gid(1), gid(2)
+	e.Source.PutGroup(sales, "Sales")
+	e.Source.AddGroupMember(sales, uid(1))
+	e.Source.AddGroupMember(sales, uid(2))
+	e.Source.PutGroup(support, "Support")
+	e.Source.AddGroupMember(support, uid(3))
+	s, etag, _ := e.Engine.Settings(ctx)
+	s.GroupScope = []string{sales, support}
+	if _, err := e.Engine.PutSettings(ctx, s, etag, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded {
+		t.Fatalf("first run = %s (%s)", run.Status, run.Error)
+	}
+	e.Source.PutGroup(sales, "Sales team") // the next round reports it: a rebuild
+	last := fmt.Sprint(dirsync.MaxScopeRounds - 1)
+	seen := map[string]int{}
+	run := e.Sync(dirsynctest.DrainOptions{Before: func(m dirsync.Message, count int) error {
+		w, _ := dirsync.DecodeWorkItem(m.Body)
+		seen[m.ID]++
+		switch {
+		case w.Kind == dirsync.WorkScope && w.Bucket == 1 && w.Cursor != last && seen[m.ID] == 1:
+			// The confirmation round's link expires: a new round, until
+			// the last.
+			e.Source.Expire()
+		case w.Kind == dirsync.WorkScopeMembers && w.Bucket == 0 && w.Seq == 0 && w.Cursor == last:
+			switch seen[m.ID] {
+			case 1: // the first attempt records the page and fails writing its rows
+				e.Store.FailTable, e.Store.FailNext = dirsync.TableMembers, &dirsync.Error{Code: dirsync.EUNAVAILABLE, Message: "storage is down"}
+			case 2: // the group changes before it is fetched again
+				e.Source.AddGroupMember(sales, uid(4))
+			}
+		}
+		return nil
+	}})
+	if run.Status != dirsync.RunSucceeded {
+		t.Fatalf("run = %s (%s)", run.Status, run.Error)
+	}
+	if run.ScopeRound != dirsync.MaxScopeRounds-1 || !run.ScopeUnconfirmed {
+		t.Errorf("run: round %d, unconfirmed %v; want the last round (%d), unconfirmed", run.ScopeRound, run.ScopeUnconfirmed, dirsync.MaxScopeRounds-1)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(4)}, e.activeIDs()); diff != "" {
+		t.Errorf("after the run (-want +got):\n%s", diff)
+	}
+	if run := e.Sync(dirsynctest.DrainOptions{}); run.Status != dirsync.RunSucceeded || run.ScopeUnconfirmed {
+		t.Fatalf("next run = %s (%s), unconfirmed %v; want succeeded, confirmed", run.Status, run.Error, run.ScopeUnconfirmed)
+	}
+	if diff := cmp.Diff([]string{uid(1), uid(2), uid(3), uid(4)}, e.activeIDs()); diff != "" {
+		t.Errorf("after the next run (-want +got):\n%s", diff)
+	}
+}
