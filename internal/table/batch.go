@@ -259,18 +259,19 @@ func parseBatchFailure(body []byte) *batchFailure {
 // translateBatch names the failing operation in the message and, when the
 // service said which it was, returns a *dirsync.BatchOpError with its index.
 func translateBatch(table, pk string, ops []dirsync.BatchOp, err error) error {
+	batch := fmt.Sprintf("batch of %d operations on %s partition %s", len(ops), table, quoteKey(pk))
 	var f *batchFailure
 	if !errors.As(err, &f) {
-		return translate(fmt.Sprintf("batch of %d operations on %s partition %s", len(ops), table, quoteKey(pk)), err)
+		return translate(batch, err)
 	}
-	op := fmt.Sprintf("batch of %d operations on %s partition %s", len(ops), table, quoteKey(pk))
+	resp := azure.Response{Status: f.Status, Code: f.Code}
 	if f.Index < 0 || f.Index >= len(ops) {
-		return fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)
+		return fromResponse(tableStorage.Name+": "+batch, resp, err)
 	}
 	o := ops[f.Index]
-	op = fmt.Sprintf("batch of %d operations on %s: operation %d (%s row (%s, %s))",
+	op := fmt.Sprintf("batch of %d operations on %s: operation %d (%s row (%s, %s))",
 		len(ops), table, f.Index, kindName(o.Kind), quoteKey(o.Entity.PartitionKey), quoteKey(o.Entity.RowKey))
-	return &dirsync.BatchOpError{Index: f.Index, Err: fromResponse(tableStorage.Name+": "+op, azure.Response{Status: f.Status, Code: f.Code}, err)}
+	return &dirsync.BatchOpError{Index: f.Index, Err: fromResponse(tableStorage.Name+": "+op, resp, err)}
 }
 
 func kindName(k dirsync.BatchKind) string {
