@@ -59,7 +59,51 @@ func (e *Engine) markWaiterPassDue(ctx context.Context, why string) error {
 // sameRunWaits remembers, per process, the delta runs whose duplicates
 // already marked the pass due for waiting on the run's own claims: once
 // per run is enough, as the pass comes after all of the run's pages.
-var sameRunWaits sync.Map // run id -> struct{}
+var sameRunWaits = runSet{keep: waiterPassEvery}
+
+// runSet is a set of run ids that forgets a run keep after adding it, so
+// a process that lives for months holds only its last day's runs. A run
+// forgotten while it still goes on costs one more mark, which is always
+// safe: marking the pass due too often only makes a pass.
+type runSet struct {
+	keep  time.Duration
+	mu    sync.Mutex
+	added map[string]time.Time
+}
+
+// add reports whether id was new, and forgets the runs added more than
+// keep before now.
+func (s *runSet) add(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.added[id]; seen {
+		return false
+	}
+	if s.added == nil {
+		s.added = make(map[string]time.Time)
+	}
+	for old, at := range s.added {
+		if now.Sub(at) > s.keep {
+			delete(s.added, old)
+		}
+	}
+	s.added[id] = now
+	return true
+}
+
+// remove forgets id (its mark failed: the next wait must try again).
+func (s *runSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.added, id)
+}
+
+// len is the number of runs remembered.
+func (s *runSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.added)
+}
 
 // markWaitingOnOwnRun marks the pass due the first time, in this process,
 // a duplicate of delta run run waits for a claim the run made.
@@ -67,11 +111,11 @@ func (e *Engine) markWaitingOnOwnRun(ctx context.Context, run Run) error {
 	if run.Mode == ModeFull && run.OnDemandStamp == 0 {
 		return nil // a full run makes the pass anyway
 	}
-	if _, seen := sameRunWaits.LoadOrStore(run.ID, struct{}{}); seen {
+	if !sameRunWaits.add(run.ID, e.now()) {
 		return nil
 	}
 	if err := e.markWaiterPassDue(ctx, "a duplicate waits for an email claimed earlier in run "+run.ID); err != nil {
-		sameRunWaits.Delete(run.ID)
+		sameRunWaits.remove(run.ID)
 		return err
 	}
 	return nil
