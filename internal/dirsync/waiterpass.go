@@ -98,13 +98,6 @@ func (s *runSet) remove(id string) {
 	delete(s.added, id)
 }
 
-// len is the number of runs remembered.
-func (s *runSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.added)
-}
-
 // markWaitingOnOwnRun marks the pass due the first time, in this process,
 // a duplicate of delta run run waits for a claim the run made.
 func (e *Engine) markWaitingOnOwnRun(ctx context.Context, run Run) error {
